@@ -1,0 +1,1 @@
+"""The render farm core. Nothing in this package imports Flask."""
