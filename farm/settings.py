@@ -1,0 +1,160 @@
+"""One typed settings object for the whole farm.
+
+Settings come from a YAML file (configs/default.yaml, or the file named by FARM_CONFIG) and are
+then overridden by FARM_* environment variables: FARM_DATABASE_URL overrides `database_url`, and
+so on. Values may refer to the data folder as `{home}`. A bad value stops start-up with an error
+naming the key it came from, as Warehouse's `configure()` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from farm.errors import InvalidInput
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
+ENV_PREFIX = "FARM_"
+
+
+class SettingsError(InvalidInput):
+    """A configuration key has a bad value; `field` is the key as the user wrote it."""
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path("./farm-data")
+    database_url: str = "sqlite:///{home}/farm.sqlite3"
+    # Empty means the embedded broker: a folder under `home` that every farm process on this
+    # machine shares, so `farm up`, `farm render` and `farm worker` see one queue without services.
+    broker_url: str = ""
+    storage_url: str = "file://{home}/objects"
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+
+    web_host: str = "127.0.0.1"
+    web_port: Port = 8080
+
+    default_model: str = "tiny-sd"
+    # "auto" takes CUDA when torch sees a GPU and the CPU otherwise.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    lease_seconds: Annotated[int, Field(ge=10, le=86400)] = 300
+    # The embedded broker polls its folder; this bounds how long a queued render waits for pickup.
+    embedded_broker_poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.2
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme = urlparse(value).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+            raise ValueError("must be empty (embedded broker) or a redis:// or amqp:// URL")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme == "file":
+            if not parsed.path.startswith("/") or parsed.netloc:
+                raise ValueError("a file URL needs an absolute path: file:///path/to/folder")
+        elif parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError("an S3 URL names a bucket: s3://bucket/optional/prefix")
+        else:
+            raise ValueError("must be file:///path or s3://bucket/prefix")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    # Paths derived from `home`, so nobody builds them by hand elsewhere.
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def embedded_broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.broker_url
+
+
+def _env_key(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError("FARM_CONFIG", f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise SettingsError(str(path), f"not valid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(str(path), "must be a mapping of keys to values")
+    return loaded
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file and FARM_* overrides; raise SettingsError naming the bad key."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(environ.get("FARM_CONFIG") or DEFAULT_CONFIG)
+    file_values = _read_config_file(config_path)
+    origin = {key: f"{config_path}: {key}" for key in file_values}
+
+    values = dict(file_values)
+    for field in Settings.model_fields:
+        env_key = _env_key(field)
+        if env_key in environ:
+            values[field] = environ[env_key]
+            origin[field] = env_key
+    unknown_env = sorted(
+        key for key in environ
+        if key.startswith(ENV_PREFIX) and key != "FARM_CONFIG"
+        and key[len(ENV_PREFIX):].lower() not in Settings.model_fields
+    )
+    if unknown_env:
+        raise SettingsError(unknown_env[0], "is not a farm setting")
+
+    home = Path(str(values.get("home", Settings.model_fields["home"].default))).expanduser()
+    values["home"] = home.resolve()
+    for key, value in values.items():
+        if isinstance(value, str):
+            values[key] = value.replace("{home}", str(values["home"]))
+
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "config"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(origin.get(key, key), message) from None
