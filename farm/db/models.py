@@ -280,5 +280,6 @@ class AuditEvent(Base):
     entity_id: Mapped[Optional[str]] = mapped_column(String(100))
     before: Mapped[Optional[dict[str, Any]]] = mapped_column()
     after: Mapped[Optional[dict[str, Any]]] = mapped_column()
-    prev_hash: Mapped[str] = mapped_column(String(64))
+    # Unique, so two writers can never both extend the chain from the same event.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -82,7 +82,8 @@ def upgrade() -> None:
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_audit_events_actor_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events')),
-    sa.UniqueConstraint('hash', name=op.f('uq_audit_events_hash'))
+    sa.UniqueConstraint('hash', name=op.f('uq_audit_events_hash')),
+    sa.UniqueConstraint('prev_hash', name=op.f('uq_audit_events_prev_hash'))
     )
     op.create_index(op.f('ix_audit_events_action'), 'audit_events', ['action'], unique=False)
     op.create_table('models',

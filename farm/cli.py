@@ -1,0 +1,269 @@
+"""The `farm` command.
+
+Bad input (a flag, a config key) prints `error: <field>: <message>` and exits with status 2,
+before anything is written. torch is imported only by the commands that render, so that
+`farm worker --gpu N` can set CUDA_VISIBLE_DEVICES before it loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from farm.errors import InvalidInput
+from farm.settings import Settings, load_settings
+
+# Core fields named after the flags a CLI user typed.
+FLAG_FOR_FIELD = {
+    "prompt": "PROMPT", "negative_prompt": "--negative", "seed": "--seed", "steps": "--steps",
+    "cfg_scale": "--cfg", "width": "--size", "height": "--size", "sampler": "--sampler",
+    "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
+}
+EXIT_BAD_INPUT = 2
+EXIT_JOB_FAILED = 1
+
+
+def _fail(error: InvalidInput) -> None:
+    flag = FLAG_FOR_FIELD.get(error.field)
+    label = f"{flag} ({error.field})" if flag and flag.lstrip("-") != error.field else error.field
+    click.echo(f"error: {label}: {error.message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+class FarmGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InvalidInput as error:
+            _fail(error)
+
+
+def _context(settings: Settings | None = None):
+    from farm.context import FarmContext
+
+    return FarmContext(settings or load_settings())
+
+
+@click.group(cls=FarmGroup)
+def main() -> None:
+    """A render farm for Stable Diffusion: campaigns, batch renders, review and provenance."""
+
+
+# -- farm up --------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: web_host setting).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port (default: web_port setting).")
+@click.option("--no-worker", is_flag=True, help="Serve the dashboard only; run workers elsewhere.")
+def up(host: str | None, port: int | None, no_worker: bool) -> None:
+    """Run the farm on this machine: database, tiny model, dashboard and a worker."""
+    from waitress import serve
+
+    from dashboard.app import create_app
+    from farm.context import prepare_database
+    from farm.queue.worker import in_process_worker
+
+    ctx = _context()
+    click.echo(f"preparing {ctx.settings.database_url} and the default model ...")
+    prepare_database(ctx)
+    host = host or ctx.settings.web_host
+    port = port or ctx.settings.web_port
+    app = create_app(ctx)
+
+    def serve_dashboard() -> None:
+        click.echo(f"dashboard on http://{host}:{port}  (Ctrl-C stops the farm)")
+        serve(app, host=host, port=port, threads=8, _quiet=True)
+
+    if no_worker:
+        serve_dashboard()
+        return
+    with in_process_worker(ctx.celery):
+        click.echo(f"worker ready, storing images in {ctx.storage.describe()}")
+        serve_dashboard()
+
+
+# -- farm render ----------------------------------------------------------------------------
+
+def _parse_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)x(\d+)", value.strip().lower())
+    if not match:
+        raise InvalidInput("size", f"'{value}' is not WIDTHxHEIGHT, for example 512x512")
+    return int(match.group(1)), int(match.group(2))
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--negative", default="", help="Negative prompt.")
+@click.option("--seed", default=None, type=int, help="Seed of the first image (default: random).")
+@click.option("--steps", default=20, type=int, show_default=True)
+@click.option("--cfg", "cfg_scale", default=7.0, type=float, show_default=True, help="CFG scale.")
+@click.option("--size", default="512x512", show_default=True, help="WIDTHxHEIGHT, multiples of 8.")
+@click.option("--sampler", default="Euler a", show_default=True, help="AUTOMATIC1111 sampler name.")
+@click.option("-n", "--count", default=1, type=int, show_default=True, help="Images; image i uses seed+i.")
+@click.option("--model", default=None, help="Registered model name (default: default_model setting).")
+@click.option("--campaign", default=None, help="Campaign name (default: ad hoc renders).")
+@click.option("--priority", default=5, type=int, show_default=True, help="0 (low) to 9 (high).")
+@click.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--detach", is_flag=True, help="Print the job id and return without waiting.")
+def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model, campaign, priority,
+           out_dir: Path, detach: bool) -> None:
+    """Render PROMPT through the farm and write the PNGs into --out."""
+    import random
+
+    from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
+
+    width, height = _parse_size(size)
+    seed = random.randrange(0, 2**32 - count) if seed is None else seed
+    if not 1 <= count <= MAX_BATCH_COUNT:
+        raise InvalidInput("count", f"must be between 1 and {MAX_BATCH_COUNT}")
+    if not prompt.strip():
+        raise InvalidInput("prompt", "is empty")
+    if not 0 <= priority <= 9:
+        raise InvalidInput("priority", "must be between 0 and 9")
+    params = dict(steps=steps, cfg_scale=cfg_scale, sampler=sampler, width=width, height=height)
+    # Everything that needs no database is checked before the database is even opened.
+    for offset in (0, count - 1):
+        validate_txt2img(Txt2ImgParams(prompt=prompt, negative_prompt=negative, seed=seed + offset, **params))
+
+    from farm.context import prepare_database
+    from farm.jobs.dispatch import submit_prompt
+
+    ctx = _context()
+    if ctx.is_embedded:
+        prepare_database(ctx)
+    job_id = submit_prompt(ctx, prompt=prompt, negative_prompt=negative, seed=seed, count=count,
+                           params=params, model_name=model, campaign_name=campaign, priority=priority)
+    if detach:
+        click.echo(job_id)
+        return
+    if ctx.settings.uses_embedded_broker:
+        from farm.queue.worker import in_process_worker
+
+        with in_process_worker(ctx.celery):
+            status = _wait_for_job(ctx, job_id)
+    else:
+        status = _wait_for_job(ctx, job_id)
+    for path in _write_outputs(ctx, job_id, out_dir):
+        click.echo(path)
+    if status != "succeeded":
+        click.echo(f"job {job_id} {status}; see `farm jobs show {job_id}`", err=True)
+        sys.exit(EXIT_JOB_FAILED)
+
+
+def _wait_for_job(ctx, job_id: int, poll_seconds: float = 0.25) -> str:
+    from farm.jobs.queries import job_progress
+
+    show_bar = sys.stderr.isatty()
+    while True:
+        progress = job_progress(ctx.session_factory, job_id)
+        if show_bar:
+            click.echo("\r" + progress.bar(), nl=False, err=True)
+        if progress.finished:
+            if show_bar:
+                click.echo(err=True)
+            return progress.status
+        time.sleep(poll_seconds)
+
+
+def _write_outputs(ctx, job_id: int, out_dir: Path) -> list[Path]:
+    from farm.jobs.queries import job_assets
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for asset in job_assets(ctx.session_factory, job_id):
+        path = out_dir / f"job{job_id}-{asset.render_index:03d}-seed{asset.seed}.png"
+        path.write_bytes(ctx.storage.get(asset.storage_key))
+        paths.append(path)
+    return paths
+
+
+# -- farm jobs ------------------------------------------------------------------------------
+
+@main.group()
+def jobs() -> None:
+    """Inspect jobs."""
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def jobs_show(job_id: int, as_json: bool) -> None:
+    """Show a job and the state of each of its renders."""
+    from farm.jobs.queries import job_report
+
+    report = job_report(_context().session_factory, job_id)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"job {report['id']}  {report['status']}  campaign={report['campaign']}  "
+               f"model={report['model']}  priority={report['priority']}")
+    for r in report["renders"]:
+        line = (f"  #{r['index']:<4} render {r['id']:<6} {r['state']:<10} "
+                f"step {r['progress_step']}/{r['progress_total']}  seed {r['params']['seed']}")
+        if r["asset"]:
+            line += f"  {r['asset']['storage_key']}"
+        if r["error"]:
+            line += f"  error: {r['error']}"
+        click.echo(line)
+
+
+# -- farm worker ----------------------------------------------------------------------------
+
+def _parse_queues(value: str | None) -> list[str]:
+    from farm.queue.app import ALL_QUEUES
+
+    if not value:
+        return list(ALL_QUEUES)
+    queues = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in ALL_QUEUES]
+    if not queues or unknown:
+        raise InvalidInput("queues", f"unknown queue {unknown[0] if unknown else '(none)'}; known: {', '.join(ALL_QUEUES)}")
+    return queues
+
+
+@main.command()
+@click.option("--gpu", default="cpu", show_default=True, help="GPU index to pin to, or 'cpu'.")
+@click.option("--queues", default=None, help="Comma-separated queues (default: all).")
+def worker(gpu: str, queues: str | None) -> None:
+    """Run a worker process pinned to one GPU (or the CPU)."""
+    if gpu == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        device = "cpu"
+    elif gpu.isdigit():
+        # Must happen before torch is imported anywhere in this process.
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        device = "cuda"
+    else:
+        raise InvalidInput("gpu", f"'{gpu}' is neither a GPU index nor 'cpu'")
+    queue_list = _parse_queues(queues)
+    from farm.queue.worker import run_worker
+
+    settings = load_settings().model_copy(update={"device": device})
+    run_worker(_context(settings).celery, queue_list, label=f"gpu{gpu}")
+
+
+# -- farm db --------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the configured database to the latest schema and seed licenses and the tiny model."""
+    from farm.context import prepare_database
+
+    ctx = _context()
+    prepare_database(ctx)
+    click.echo(f"database at {ctx.db_engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Jobs: a template version x variable rows x seeds, expanded into one render row per image.
+
+Everything is validated before anything is written; the caller's transaction either gets the
+whole job with all its renders or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from farm.audit.log import record_event
+from farm.db.base import utcnow
+from farm.db.models import FINISHED_RENDER_STATES, Campaign, Job, Render, TemplateVersion, User
+from farm.errors import InvalidInput
+from farm.models.registry import get_model
+from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
+from farm.templates.service import expand
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "steps": 20, "cfg_scale": 7.0, "sampler": "Euler a", "width": 512, "height": 512,
+}
+PARAM_NAMES = tuple(DEFAULT_PARAMS)
+MAX_RENDERS_PER_JOB = 10_000
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    campaign_id: int
+    template_version_id: int
+    model_name: str
+    variable_rows: list[dict[str, Any]]
+    seeds: list[int]
+    # AUTOMATIC1111's batch count: each seed s yields images with seeds s, s+1, ..., s+count-1.
+    images_per_seed: int = 1
+    # Overrides of the template version's default parameters (steps, cfg_scale, sampler, ...).
+    params: dict[str, Any] = field(default_factory=dict)
+    priority: int = 5
+    submitted_by: User | None = None
+
+
+def _resolved_params(version: TemplateVersion, overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(overrides) - set(PARAM_NAMES)
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a generation parameter")
+    template_defaults = {k: v for k, v in version.default_params.items() if k in PARAM_NAMES}
+    return {**DEFAULT_PARAMS, **template_defaults, **overrides}
+
+
+def _validate_request(request: JobRequest) -> None:
+    if not 1 <= request.images_per_seed <= MAX_BATCH_COUNT:
+        raise InvalidInput("count", f"must be between 1 and {MAX_BATCH_COUNT}")
+    if not request.seeds:
+        raise InvalidInput("seeds", "at least one seed is required")
+    if not request.variable_rows:
+        raise InvalidInput("variable_rows", "at least one row is required")
+    if not 0 <= request.priority <= 9:
+        raise InvalidInput("priority", "must be between 0 and 9")
+    total = len(request.variable_rows) * len(request.seeds) * request.images_per_seed
+    if total > MAX_RENDERS_PER_JOB:
+        raise InvalidInput("count", f"the job would make {total} renders; the limit is {MAX_RENDERS_PER_JOB}")
+
+
+def _with_style(text: str, style: str) -> str:
+    return f"{text}, {style}" if text and style else text or style
+
+
+def submit_job(session: Session, request: JobRequest) -> Job:
+    """Validate and expand a job into render rows in the caller's transaction."""
+    _validate_request(request)
+    campaign = session.get(Campaign, request.campaign_id)
+    if campaign is None:
+        raise InvalidInput("campaign", f"unknown campaign id {request.campaign_id}")
+    version = session.get(TemplateVersion, request.template_version_id)
+    if version is None:
+        raise InvalidInput("template_version", f"unknown template version id {request.template_version_id}")
+    model = get_model(session, request.model_name)
+    if model.status != "active":
+        raise InvalidInput("model", f"model '{model.name}' is {model.status}: {model.status_reason or 'no reason given'}")
+    if model.kind != "checkpoint":
+        raise InvalidInput("model", f"'{model.name}' is a {model.kind}, not a checkpoint")
+    params = _resolved_params(version, request.params)
+
+    renders: list[Render] = []
+    for row_number, row in enumerate(request.variable_rows):
+        expanded = expand(version.body, row, "prompt")
+        if not expanded:
+            raise InvalidInput("prompt", f"is empty (the template expands to nothing for row {row_number + 1})")
+        prompt = _with_style(expanded, campaign.style_suffix)
+        negative = _with_style(expand(version.negative_body, row, "negative_prompt"), campaign.style_negative)
+        for base_seed in request.seeds:
+            for offset in range(request.images_per_seed):
+                render_params = Txt2ImgParams(
+                    prompt=prompt, negative_prompt=negative, seed=base_seed + offset,
+                    steps=params["steps"], cfg_scale=params["cfg_scale"], sampler=params["sampler"],
+                    width=params["width"], height=params["height"],
+                )
+                validate_txt2img(render_params)
+                renders.append(Render(
+                    index=len(renders), kind="txt2img", model_id=model.id,
+                    params={**render_params.__dict__, "variable_row": row_number},
+                    progress_total=render_params.steps,
+                ))
+
+    job = Job(
+        campaign_id=campaign.id, template_version_id=version.id, model_id=model.id, kind="txt2img",
+        variable_rows=request.variable_rows, seeds=request.seeds, formats=[], params=params,
+        priority=request.priority, submitted_by_id=request.submitted_by.id if request.submitted_by else None,
+        renders=renders,
+    )
+    session.add(job)
+    session.flush()
+    record_event(session, action="job.submitted", entity_type="job", entity_id=job.id,
+                 actor=request.submitted_by,
+                 after={"campaign": campaign.name, "model": model.name, "model_sha256": model.sha256,
+                        "renders": len(renders), "params": params})
+    return job
+
+
+def refresh_job_status(session: Session, job_id: int) -> str:
+    """Derive the job's status from its renders, after a render changed state."""
+    job = session.get(Job, job_id)
+    counts = dict(session.execute(
+        select(Render.state, func.count()).where(Render.job_id == job_id).group_by(Render.state)
+    ).all())
+    unfinished = sum(n for state, n in counts.items() if state not in FINISHED_RENDER_STATES)
+    if unfinished and job.status == "paused":
+        status = "paused"
+    elif unfinished:
+        nothing_started = counts.get("queued", 0) == sum(counts.values())
+        status = "queued" if nothing_started else "running"
+    elif counts.get("failed"):
+        status = "failed"
+    elif counts.get("succeeded"):
+        status = "succeeded"
+    else:
+        status = "cancelled"
+    if status != job.status:
+        job.status = status
+        if status in ("succeeded", "failed", "cancelled"):
+            job.finished_at = utcnow()
+    return status
