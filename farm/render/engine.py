@@ -1,0 +1,277 @@
+"""The render engine: diffusers pipelines, loaded once, cached, driven by plain parameters.
+
+One engine per worker process (one process per GPU). It knows nothing about the database or
+the settings: callers hand it a `ModelSource` and `Txt2ImgParams` and get PIL images back.
+
+Reproducibility: image i of a request is drawn from its own CPU `torch.Generator` seeded with
+seed+i (and, for the "DPM++ SDE" samplers, a Brownian tree seeded the same way), so its pixels
+depend on its own seed only. With the default `max_batch_size=1` each image is its own pipeline
+call, which makes image i of a batch *bit-identical* to a single render with seed+i: convolution
+kernels (oneDNN on CPU, cuDNN on GPU) pick different algorithms for different batch sizes, so a
+batched call agrees with single renders only to float rounding (a few 1e-6 in the latents,
+sometimes 1 step in an 8-bit pixel). A larger `max_batch_size` trades that for GPU throughput.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from farm.errors import InvalidInput
+from farm.render.params import Txt2ImgParams, validate_batch, validate_txt2img
+from farm.render.samplers import make_scheduler
+
+ARCHITECTURES = ("sd1", "sd2", "sdxl")
+
+_PIPELINE_CLASSES = {"sd1": "StableDiffusionPipeline", "sd2": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+
+# Components holding weights that a render loads; each needs safetensors weights.
+_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+
+# SD 2.x conditions on OpenCLIP ViT-H (1024 wide); SD 1.x on OpenAI CLIP ViT-L (768).
+_SD2_CROSS_ATTENTION_DIM = 1024
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    path: Path
+    architecture: str  # "sd1" | "sd2" | "sdxl"
+    sha256: str
+
+
+def detect_architecture(path: Path) -> str:
+    """"sd1", "sd2" or "sdxl" for a diffusers text-to-image folder; InvalidInput("model") otherwise."""
+    path = Path(path)
+    model_index = _read_json_or_none(path / "model_index.json")
+    if model_index is None:
+        raise InvalidInput("model", f"{path} is not a diffusers model folder (no readable model_index.json)")
+    class_name = model_index.get("_class_name")
+    unet_config = _read_json_or_none(path / "unet" / "config.json") or {}
+    if unet_config.get("in_channels", 4) != 4:
+        raise InvalidInput("model", f"{path}: a UNet with {unet_config['in_channels']} input channels is not a text-to-image model")
+    if class_name == "StableDiffusionXLPipeline":
+        return "sdxl"
+    if class_name == "StableDiffusionPipeline":
+        if unet_config.get("cross_attention_dim") == _SD2_CROSS_ATTENTION_DIM:
+            return "sd2"
+        return "sd1"
+    raise InvalidInput(
+        "model", f"{path}: pipeline {class_name!r} is not supported; expected StableDiffusionPipeline or StableDiffusionXLPipeline"
+    )
+
+
+def check_model_folder(model: ModelSource) -> None:
+    """Everything we can say about a model folder without loading it; InvalidInput("model") if bad."""
+    if not isinstance(model, ModelSource):
+        raise InvalidInput("model", f"expected a ModelSource, got {type(model).__name__}")
+    if model.architecture not in ARCHITECTURES:
+        raise InvalidInput("model", f"architecture {model.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    path = Path(model.path)
+    if not path.is_dir():
+        raise InvalidInput("model", f"{path} is not a folder; the engine loads diffusers model folders only")
+    detected = detect_architecture(path)
+    if detected != model.architecture:
+        raise InvalidInput("model", f"{model.name} is registered as {model.architecture} but {path} holds an {detected} model")
+    model_index = _read_json_or_none(path / "model_index.json") or {}
+    for component in _WEIGHT_COMPONENTS:
+        if _is_listed(model_index.get(component)):
+            _require_safetensors(path / component, model.name)
+
+
+def _is_listed(entry: object) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
+
+
+def _require_safetensors(folder: Path, model_name: str) -> None:
+    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    if any(p.suffix == ".safetensors" for p in files):
+        return
+    pickled = sorted(p.name for p in files if p.suffix in _PICKLE_SUFFIXES)
+    if pickled:
+        raise InvalidInput(
+            "model",
+            f"{model_name}: {folder.name}/ has only pickle weights ({', '.join(pickled)}); loading them could run "
+            "arbitrary code. Convert the model to safetensors first.",
+        )
+    raise InvalidInput("model", f"{model_name}: no .safetensors weights in {folder}")
+
+
+class RenderEngine:
+    """Loads pipelines on demand (LRU cache by path and sha256) and renders with them.
+
+    One render runs at a time per engine; the lock keeps a concurrent caller from swapping the
+    scheduler of a pipeline that is mid-render.
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        max_cached_models: int = 2,
+        max_batch_size: int = 1,
+    ):
+        if isinstance(max_cached_models, bool) or not isinstance(max_cached_models, int) or max_cached_models < 1:
+            raise InvalidInput("max_cached_models", f"must be a whole number of at least 1, got {max_cached_models!r}")
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise InvalidInput("max_batch_size", f"must be a whole number of at least 1, got {max_batch_size!r}")
+        self.device = torch.device(device)
+        self.dtype = dtype if dtype is not None else (torch.float16 if self.device.type == "cuda" else torch.float32)
+        self.max_cached_models = max_cached_models
+        self.max_batch_size = max_batch_size
+        self._pipelines: OrderedDict[tuple[str, str], _LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def txt2img(
+        self,
+        model: ModelSource,
+        params: Txt2ImgParams,
+        batch_count: int = 1,
+        progress: ProgressCallback | None = None,
+    ) -> list[Image.Image]:
+        """Render `batch_count` images; image i uses seed params.seed + i.
+
+        `progress(done, total)` is called after every sampling step, with
+        total = params.steps * batch_count (second-order samplers such as Heun evaluate the
+        model twice per step; their steps are still counted as the user asked for them).
+        """
+        validate_txt2img(params)
+        validate_batch(params, batch_count)
+        check_model_folder(model)
+
+        with self._lock:
+            loaded = self._load(model)
+            seeds = [params.seed + i for i in range(batch_count)]
+            counter = _StepCounter(params.steps, batch_count, progress)
+            images: list[Image.Image] = []
+            for start in range(0, batch_count, self.max_batch_size):
+                chunk = seeds[start : start + self.max_batch_size]
+                images.extend(self._generate(loaded, params, chunk, counter))
+            return images
+
+    def loaded_model_names(self) -> list[str]:
+        """Names of the models held in memory, most recently used last."""
+        with self._lock:
+            return [loaded.model.name for loaded in self._pipelines.values()]
+
+    def unload_all(self) -> None:
+        with self._lock:
+            while self._pipelines:
+                self._evict_oldest()
+
+    # ------------------------------------------------------------------ internals
+
+    def _generate(self, loaded: _LoadedModel, params: Txt2ImgParams, seeds: list[int], counter: _StepCounter):
+        pipeline = loaded.pipeline
+        # One seed -> a plain int; the Brownian tree treats an int and a one-item list alike.
+        pipeline.scheduler = make_scheduler(params.sampler, loaded.scheduler_config, seeds[0] if len(seeds) == 1 else seeds)
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        counter.start_call(len(seeds))
+        with torch.inference_mode():
+            result = pipeline(
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.steps,
+                guidance_scale=float(params.cfg_scale),
+                width=params.width,
+                height=params.height,
+                num_images_per_prompt=len(seeds),
+                generator=generators,
+                output_type="pil",
+                callback_on_step_end=counter.on_step_end,
+            )
+        return list(result.images)
+
+    def _load(self, model: ModelSource) -> _LoadedModel:
+        key = (str(Path(model.path).resolve()), model.sha256)
+        loaded = self._pipelines.get(key)
+        if loaded is not None:
+            self._pipelines.move_to_end(key)
+            return loaded
+        while len(self._pipelines) >= self.max_cached_models:
+            self._evict_oldest()
+        pipeline = self._load_pipeline(model)
+        loaded = _LoadedModel(model, pipeline, dict(pipeline.scheduler.config))
+        self._pipelines[key] = loaded
+        return loaded
+
+    def _load_pipeline(self, model: ModelSource):
+        import diffusers
+
+        pipeline_class = getattr(diffusers, _PIPELINE_CLASSES[model.architecture])
+        extra = {"add_watermarker": False} if model.architecture == "sdxl" else {
+            "safety_checker": None,
+            "feature_extractor": None,
+            "requires_safety_checker": False,
+        }
+        pipeline = pipeline_class.from_pretrained(
+            Path(model.path),
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=self.dtype,
+            image_encoder=None,
+            **extra,
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(self.device)
+
+    def _evict_oldest(self) -> None:
+        _, loaded = self._pipelines.popitem(last=False)
+        del loaded
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+@dataclass
+class _LoadedModel:
+    model: ModelSource
+    pipeline: object
+    scheduler_config: dict  # the model's own, kept apart from the per-request scheduler
+
+
+class _StepCounter:
+    """Turns the pipeline's per-model-call callback into user-facing step progress."""
+
+    def __init__(self, steps: int, batch_count: int, progress: ProgressCallback | None):
+        self.steps = steps
+        self.total = steps * batch_count
+        self.progress = progress
+        self.images_done = 0
+        self.images_in_call = 0
+        self.reported = 0
+
+    def start_call(self, images: int) -> None:
+        self.images_done += self.images_in_call
+        self.images_in_call = images
+
+    def on_step_end(self, pipeline, index: int, timestep, callback_kwargs: dict) -> dict:
+        if self.progress is not None:
+            # Second-order samplers make about two model calls per step (Heun: 2*steps-1).
+            calls = max(int(pipeline.num_timesteps), 1)
+            step = min(self.steps, math.ceil((index + 1) * self.steps / calls))
+            done = self.images_done * self.steps + step * self.images_in_call
+            if done > self.reported:
+                self.reported = done
+                self.progress(done, self.total)
+        return callback_kwargs
+
+
+def _read_json_or_none(path: Path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

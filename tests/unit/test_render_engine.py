@@ -1,0 +1,297 @@
+"""The render engine and the tiny models, end to end on CPU (no hub, no GPU)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from farm.errors import InvalidInput  # noqa: E402
+from farm.render.engine import ModelSource, RenderEngine, detect_architecture  # noqa: E402
+from farm.render.params import Txt2ImgParams  # noqa: E402
+from farm.render.samplers import SAMPLER_NAMES  # noqa: E402
+from farm.render.tiny_model import (  # noqa: E402
+    TINY_MODEL_NAME,
+    TINY_SDXL_MODEL_NAME,
+    build_tiny_sdxl,
+    ensure_tiny_model,
+)
+
+# numpy 2 deprecation chatter from inside diffusers' schedulers
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+PARAMS = Txt2ImgParams(prompt="a lighthouse at dusk", negative_prompt="fog", seed=1234, steps=3,
+                       cfg_scale=7.0, width=64, height=64, sampler="Euler a")
+
+
+def files_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def source(path: Path, name: str = TINY_MODEL_NAME, architecture: str = "sd1") -> ModelSource:
+    return ModelSource(name=name, path=path, architecture=architecture, sha256="0" * 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    return ensure_tiny_model(tmp_path_factory.mktemp("render-models") / TINY_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    return build_tiny_sdxl(tmp_path_factory.mktemp("render-models-xl") / TINY_SDXL_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def engine() -> RenderEngine:
+    return RenderEngine(device="cpu", max_cached_models=2)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+# ---------------------------------------------------------------- tiny model builds
+
+
+def test_tiny_model_build_is_deterministic_and_safetensors_only(tiny_sd, tmp_path):
+    other = ensure_tiny_model(tmp_path / "elsewhere" / "tiny")
+    first, second = files_digest(tiny_sd), files_digest(other)
+    assert first == second
+    assert "unet/diffusion_pytorch_model.safetensors" in first
+    assert "text_encoder/model.safetensors" in first
+    assert {"tokenizer/vocab.json", "tokenizer/merges.txt"} <= set(first)
+    assert not [name for name in first if name.endswith((".bin", ".ckpt", ".pt"))]
+    # nothing left behind next to the destination
+    assert sorted(p.name for p in other.parent.iterdir()) == ["tiny"]
+
+
+def test_tiny_model_build_is_idempotent(tmp_path):
+    dest = ensure_tiny_model(tmp_path / "tiny")
+    weights = dest / "unet" / "diffusion_pytorch_model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert ensure_tiny_model(dest) == dest
+    assert weights.stat().st_mtime_ns == stamp  # not rebuilt
+
+
+def test_tiny_model_replaces_a_stale_build_but_never_a_foreign_folder(tmp_path):
+    dest = ensure_tiny_model(tmp_path / "tiny")
+    marker = dest / "farm_tiny_model.json"
+    marker.write_text(json.dumps({"name": "tiny-sd", "configs_sha256": "old"}))
+    ensure_tiny_model(dest)
+    assert json.loads(marker.read_text())["configs_sha256"] != "old"
+
+    foreign = tmp_path / "someones-model"
+    foreign.mkdir()
+    (foreign / "model_index.json").write_text("{}")
+    with pytest.raises(InvalidInput) as raised:
+        ensure_tiny_model(foreign)
+    assert raised.value.field == "dest"
+    assert (foreign / "model_index.json").read_text() == "{}"
+
+
+def test_tokenizer_is_clip_layout(tiny_sd):
+    vocab = json.loads((tiny_sd / "tokenizer" / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab["!"] == 0 and vocab["!</w>"] == 256
+    assert list(vocab)[-2:] == ["<|startoftext|>", "<|endoftext|>"]
+    assert (tiny_sd / "tokenizer" / "merges.txt").read_text().startswith("#version: 0.2\n")
+
+
+def test_detect_architecture(tiny_sd, tiny_sdxl, tmp_path):
+    assert detect_architecture(tiny_sd) == "sd1"
+    assert detect_architecture(tiny_sdxl) == "sdxl"
+
+    sd2 = tmp_path / "sd2"
+    (sd2 / "unet").mkdir(parents=True)
+    (sd2 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (sd2 / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1024, "in_channels": 4}))
+    assert detect_architecture(sd2) == "sd2"
+
+    (sd2 / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(InvalidInput) as raised:
+        detect_architecture(sd2)
+    assert raised.value.field == "model"
+    with pytest.raises(InvalidInput):
+        detect_architecture(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_every_sampler_renders(engine, tiny_sd, sampler):
+    images = engine.txt2img(source(tiny_sd), dataclasses.replace(PARAMS, sampler=sampler, steps=3))
+    assert len(images) == 1
+    assert images[0].size == (64, 64) and images[0].mode == "RGB"
+    assert pixels(images[0]).std() > 1  # an image, not a blank
+
+
+def test_non_square_size_is_width_by_height(engine, tiny_sd):
+    image, = engine.txt2img(source(tiny_sd), dataclasses.replace(PARAMS, width=96, height=64, steps=2))
+    assert image.size == (96, 64)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE Karras", "DPM++ 2M SDE"])
+def test_same_params_same_pixels(engine, tiny_sd, sampler):
+    params = dataclasses.replace(PARAMS, sampler=sampler)
+    first, = engine.txt2img(source(tiny_sd), params)
+    second, = engine.txt2img(source(tiny_sd), params)
+    fresh, = RenderEngine().txt2img(source(tiny_sd), params)
+    assert first.tobytes() == second.tobytes() == fresh.tobytes()
+
+
+def test_different_seeds_differ(engine, tiny_sd):
+    a, = engine.txt2img(source(tiny_sd), PARAMS)
+    b, = engine.txt2img(source(tiny_sd), dataclasses.replace(PARAMS, seed=PARAMS.seed + 1))
+    assert np.abs(pixels(a) - pixels(b)).mean() > 1
+
+
+def test_prompt_changes_the_image(engine, tiny_sd):
+    a, = engine.txt2img(source(tiny_sd), PARAMS)
+    b, = engine.txt2img(source(tiny_sd), dataclasses.replace(PARAMS, prompt="a red bicycle"))
+    assert a.tobytes() != b.tobytes()
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE Karras", "DPM++ 2M SDE"])
+def test_batch_image_i_equals_single_render_with_seed_plus_i(engine, tiny_sd, sampler):
+    params = dataclasses.replace(PARAMS, sampler=sampler)
+    batch = engine.txt2img(source(tiny_sd), params, batch_count=2)
+    alone = [engine.txt2img(source(tiny_sd), dataclasses.replace(params, seed=params.seed + i))[0] for i in (0, 1)]
+    assert [image.tobytes() for image in batch] == [image.tobytes() for image in alone]
+    assert batch[0].tobytes() != batch[1].tobytes()
+
+
+def test_batched_calls_use_per_image_seeds(tiny_sd):
+    """max_batch_size > 1 runs one pipeline call; equal to single renders up to float rounding."""
+    params = dataclasses.replace(PARAMS, sampler="DPM++ SDE Karras")
+    batched = RenderEngine(max_batch_size=4).txt2img(source(tiny_sd), params, batch_count=2)
+    alone = RenderEngine().txt2img(source(tiny_sd), params, batch_count=2)
+    for b, a in zip(batched, alone):
+        assert np.abs(pixels(b) - pixels(a)).max() <= 2
+    assert np.abs(pixels(batched[0]) - pixels(batched[1])).mean() > 1
+
+
+def test_progress_reports_each_step(engine, tiny_sd):
+    for sampler in ("Euler a", "Heun", "DPM++ SDE Karras", "PLMS"):
+        calls = []
+        engine.txt2img(source(tiny_sd), dataclasses.replace(PARAMS, sampler=sampler, steps=4),
+                       progress=lambda step, total: calls.append((step, total)))
+        assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)], sampler
+
+
+def test_progress_counts_over_the_whole_batch(tiny_sd):
+    one_by_one, together = [], []
+    params = dataclasses.replace(PARAMS, steps=2)
+    RenderEngine().txt2img(source(tiny_sd), params, batch_count=2, progress=lambda *a: one_by_one.append(a))
+    RenderEngine(max_batch_size=2).txt2img(source(tiny_sd), params, batch_count=2,
+                                           progress=lambda *a: together.append(a))
+    assert one_by_one == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert together == [(2, 4), (4, 4)]
+
+
+def test_sdxl_model_renders_through_the_sdxl_pipeline(tiny_sdxl):
+    engine = RenderEngine()
+    model = source(tiny_sdxl, name=TINY_SDXL_MODEL_NAME, architecture="sdxl")
+    images = engine.txt2img(model, dataclasses.replace(PARAMS, negative_prompt=""), batch_count=2)
+    assert [image.size for image in images] == [(64, 64), (64, 64)]
+    assert images[0].tobytes() != images[1].tobytes()
+    loaded, = engine._pipelines.values()
+    assert type(loaded.pipeline).__name__ == "StableDiffusionXLPipeline"
+    again = engine.txt2img(model, dataclasses.replace(PARAMS, negative_prompt="", seed=PARAMS.seed + 1))
+    assert again[0].tobytes() == images[1].tobytes()
+
+
+def test_models_are_cached_lru(tiny_sd, tiny_sdxl):
+    engine = RenderEngine(max_cached_models=1)
+    sd, xl = source(tiny_sd), source(tiny_sdxl, name=TINY_SDXL_MODEL_NAME, architecture="sdxl")
+    assert engine.loaded_model_names() == []
+    engine.txt2img(sd, PARAMS)
+    first = next(iter(engine._pipelines.values())).pipeline
+    engine.txt2img(sd, PARAMS)
+    assert next(iter(engine._pipelines.values())).pipeline is first  # not reloaded
+    engine.txt2img(xl, PARAMS)
+    assert engine.loaded_model_names() == [TINY_SDXL_MODEL_NAME]
+
+    two = RenderEngine(max_cached_models=2)
+    two.txt2img(sd, PARAMS)
+    two.txt2img(xl, PARAMS)
+    two.txt2img(sd, PARAMS)
+    assert two.loaded_model_names() == [TINY_SDXL_MODEL_NAME, TINY_MODEL_NAME]
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        (dict(width=63), "width"),
+        (dict(height=4096), "height"),
+        (dict(steps=0), "steps"),
+        (dict(cfg_scale=31.0), "cfg_scale"),
+        (dict(seed=-5), "seed"),
+        (dict(sampler="Euler A"), "sampler"),
+    ],
+)
+def test_bad_params_are_refused_before_any_model_is_loaded(changes, field, tmp_path):
+    engine = RenderEngine()
+    nowhere = source(tmp_path / "no-such-model")
+    with pytest.raises(InvalidInput) as raised:
+        engine.txt2img(nowhere, dataclasses.replace(PARAMS, **changes))
+    assert raised.value.field == field
+    assert engine.loaded_model_names() == []
+
+
+@pytest.mark.parametrize("count", [0, 65])
+def test_bad_batch_count_is_refused(count, tiny_sd):
+    with pytest.raises(InvalidInput) as raised:
+        RenderEngine().txt2img(source(tiny_sd), PARAMS, batch_count=count)
+    assert raised.value.field == "batch_count"
+
+
+def test_pickle_only_weights_are_refused(tiny_sd, tmp_path):
+    model = tmp_path / "pickled"
+    shutil.copytree(tiny_sd, model)
+    (model / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    (model / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"never unpickled")
+    engine = RenderEngine()
+    with pytest.raises(InvalidInput) as raised:
+        engine.txt2img(source(model), PARAMS)
+    assert raised.value.field == "model"
+    assert "diffusion_pytorch_model.bin" in raised.value.message and "safetensors" in raised.value.message
+    assert engine.loaded_model_names() == []
+
+
+def test_model_problems_are_refused(tiny_sd, tiny_sdxl, tmp_path):
+    engine = RenderEngine()
+    single_file = tmp_path / "model.safetensors"
+    single_file.write_bytes(b"")
+    for model in (
+        source(tmp_path / "missing"),
+        source(single_file),
+        source(tiny_sdxl, architecture="sd1"),  # registered wrongly
+        source(tiny_sd, architecture="sd3"),
+    ):
+        with pytest.raises(InvalidInput) as raised:
+            engine.txt2img(model, PARAMS)
+        assert raised.value.field == "model"
+    assert engine.loaded_model_names() == []
+
+
+def test_engine_settings_are_checked():
+    for kwargs, field in ((dict(max_cached_models=0), "max_cached_models"), (dict(max_batch_size=0), "max_batch_size")):
+        with pytest.raises(InvalidInput) as raised:
+            RenderEngine(**kwargs)
+        assert raised.value.field == field
