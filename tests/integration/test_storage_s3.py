@@ -7,7 +7,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from farm.storage import LocalFolderStorage, ObjectMissing, S3Storage, open_storage
-from tests.fixtures.s3 import S3ServerInfo, s3_bucket, s3_server  # noqa: F401 (fixtures)
+# The s3_server and s3_bucket fixtures come from tests/conftest.py. Importing them here as
+# well would register a second session fixture and start a second server.
+from tests.fixtures.s3 import S3ServerInfo
 from tests.unit.test_storage_local import PNG, StorageContract
 
 pytestmark = pytest.mark.integration
