@@ -50,7 +50,13 @@ def in_process_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES, label: st
         prefetch_multiplier=1, loglevel="WARNING", without_heartbeat=True, without_mingle=True,
         without_gossip=True,
     )
-    thread = threading.Thread(target=worker.start, name="farm-worker", daemon=True)
+
+    def work() -> None:
+        # Shared tasks find their app through the thread's current app (as in a worker process).
+        app.set_current()
+        worker.start()
+
+    thread = threading.Thread(target=work, name="farm-worker", daemon=True)
     thread.start()
     if not worker.ready.wait(timeout=60):
         raise RuntimeError("the in-process worker did not start within 60 s")
