@@ -22,7 +22,7 @@ from farm.settings import Settings, load_settings
 # Core fields named after the flags a CLI user typed.
 FLAG_FOR_FIELD = {
     "prompt": "PROMPT", "negative_prompt": "--negative", "seed": "--seed", "steps": "--steps",
-    "cfg_scale": "--cfg", "width": "--size", "height": "--size", "sampler": "--sampler",
+    "cfg_scale": "--cfg", "size": "--size", "width": "--size", "height": "--size", "sampler": "--sampler",
     "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
 }
 EXIT_BAD_INPUT = 2
@@ -31,7 +31,12 @@ EXIT_JOB_FAILED = 1
 
 def _fail(error: InvalidInput) -> None:
     flag = FLAG_FOR_FIELD.get(error.field)
-    label = f"{flag} ({error.field})" if flag and flag.lstrip("-") != error.field else error.field
+    if not flag:
+        label = error.field
+    elif flag.split("/")[-1].lstrip("-") == error.field:
+        label = flag
+    else:
+        label = f"{flag} ({error.field})"
     click.echo(f"error: {label}: {error.message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 
@@ -116,20 +121,21 @@ def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model
     """Render PROMPT through the farm and write the PNGs into --out."""
     import random
 
-    from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
+    from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_batch, validate_txt2img
 
     width, height = _parse_size(size)
-    seed = random.randrange(0, 2**32 - count) if seed is None else seed
     if not 1 <= count <= MAX_BATCH_COUNT:
         raise InvalidInput("count", f"must be between 1 and {MAX_BATCH_COUNT}")
+    seed = random.randrange(0, 2**32 - count) if seed is None else seed
     if not prompt.strip():
         raise InvalidInput("prompt", "is empty")
     if not 0 <= priority <= 9:
         raise InvalidInput("priority", "must be between 0 and 9")
     params = dict(steps=steps, cfg_scale=cfg_scale, sampler=sampler, width=width, height=height)
     # Everything that needs no database is checked before the database is even opened.
-    for offset in (0, count - 1):
-        validate_txt2img(Txt2ImgParams(prompt=prompt, negative_prompt=negative, seed=seed + offset, **params))
+    first = Txt2ImgParams(prompt=prompt, negative_prompt=negative, seed=seed, **params)
+    validate_txt2img(first)
+    validate_batch(first, count)
 
     from farm.context import prepare_database
     from farm.jobs.dispatch import submit_prompt
