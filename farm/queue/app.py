@@ -31,6 +31,8 @@ def create_celery_app(settings: Settings) -> Celery:
         app.conf.broker_transport_options = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            # kombu writes exchange bindings here; its default is ./control in the working directory.
+            "control_folder": str(folder / "control"),
             "polling_interval": settings.embedded_broker_poll_seconds,
         }
     else:
