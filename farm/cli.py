@@ -58,6 +58,11 @@ def _context(settings: Settings | None = None):
 @click.group(cls=FarmGroup)
 def main() -> None:
     """A render farm for Stable Diffusion: campaigns, batch renders, review and provenance."""
+    # The farm never fetches anything from a model hub at run time: models are local files.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Library chatter (optional backends it does not need) is not for the farm's users.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
 # -- farm up --------------------------------------------------------------------------------

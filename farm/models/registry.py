@@ -16,9 +16,8 @@ from farm.audit.log import record_event
 from farm.db.models import ARCHITECTURES, MODEL_KINDS, RegisteredModel, User
 from farm.errors import InvalidInput
 from farm.licenses.registry import get_license
+from farm.render.engine import PICKLE_SUFFIXES, detect_architecture
 
-# Pickle-based formats execute code when loaded; the farm only accepts safetensors.
-PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 _CHUNK = 1 << 20
 
 
@@ -51,6 +50,7 @@ def _validate_path(path: Path) -> None:
     if not path.exists():
         raise InvalidInput("path", f"{path} does not exist")
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        # Pickle-based formats execute code when loaded; the farm only accepts safetensors.
         raise InvalidInput("path", f"{path.name} is a pickle-based checkpoint; only safetensors are accepted")
     if path.is_file() and path.suffix.lower() != ".safetensors":
         raise InvalidInput("path", f"{path.name} is not a .safetensors file or a diffusers folder")
@@ -78,8 +78,6 @@ def register_model(
     path = path.resolve()
     _validate_path(path)
     if architecture is None:
-        from farm.render.engine import detect_architecture
-
         architecture = detect_architecture(path)
     if architecture not in ARCHITECTURES:
         raise InvalidInput("architecture", f"must be one of {', '.join(ARCHITECTURES)}")

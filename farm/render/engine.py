@@ -36,7 +36,7 @@ _PIPELINE_CLASSES = {"sd1": "StableDiffusionPipeline", "sd2": "StableDiffusionPi
 
 # Components holding weights that a render loads; each needs safetensors weights.
 _WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 
 # SD 2.x conditions on OpenCLIP ViT-H (1024 wide); SD 1.x on OpenAI CLIP ViT-L (768).
 _SD2_CROSS_ATTENTION_DIM = 1024
@@ -99,7 +99,7 @@ def _require_safetensors(folder: Path, model_name: str) -> None:
     files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     if any(p.suffix == ".safetensors" for p in files):
         return
-    pickled = sorted(p.name for p in files if p.suffix in _PICKLE_SUFFIXES)
+    pickled = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
     if pickled:
         raise InvalidInput(
             "model",
