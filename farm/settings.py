@@ -54,7 +54,7 @@ class Settings(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     lease_seconds: Annotated[int, Field(ge=10, le=86400)] = 300
     # The embedded broker polls its folder; this bounds how long a queued render waits for pickup.
-    embedded_broker_poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.2
+    embedded_broker_poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
 
     @field_validator("database_url")
     @classmethod
