@@ -14,10 +14,11 @@ TINY_MODEL_LICENSE = "Apache-2.0"
 
 
 def ensure_tiny_model_registered(ctx) -> None:
+    # Building is skipped when the folder already holds this build; a deleted folder is rebuilt
+    # byte for byte, so its registered hash stays true.
+    path = ensure_tiny_model(ctx.settings.models_dir / TINY_MODEL_NAME)
     with transaction(ctx.session_factory) as session:
         if session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == TINY_MODEL_NAME)):
             return
-    path = ensure_tiny_model(ctx.settings.models_dir / TINY_MODEL_NAME)
-    with transaction(ctx.session_factory) as session:
         register_model(session, name=TINY_MODEL_NAME, kind="checkpoint", path=path,
                        license_identifier=TINY_MODEL_LICENSE)

@@ -1,5 +1,7 @@
 """Job expansion and the render execution path, on the embedded farm (SQLite + folder)."""
 
+import dataclasses
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from farm.errors import InvalidInput
 from farm.jobs.execution import Outcome, execute_render
 from farm.jobs.service import JobRequest, submit_job
 from farm.queue.runtime import build_worker_context
+from farm.storage import LocalFolderStorage
 from farm.templates.service import create_template
 
 
@@ -133,3 +136,40 @@ def test_render_leased_by_live_worker_is_left_alone_but_expired_lease_is_taken_o
     assert execute_render(ctx, render_id) is Outcome.SUCCEEDED
     with transaction(factory) as session:
         assert session.get(Render, render_id).attempts == 2
+
+
+class _StorageOutage(LocalFolderStorage):
+    """A real folder store whose writes fail, as S3 does during an outage."""
+
+    def put(self, key, data, content_type):
+        raise OSError("storage is unavailable")
+
+
+def test_transient_failure_requeues_until_attempts_run_out(embedded_farm, tmp_path):
+    factory = embedded_farm.session_factory
+    job_id, render_id = _single_render_job(factory)
+    ctx = dataclasses.replace(build_worker_context(embedded_farm.settings, worker_name="test-worker"),
+                              storage=_StorageOutage(tmp_path / "objects"), max_attempts=2)
+    assert execute_render(ctx, render_id) is Outcome.RETRY
+    with transaction(factory) as session:
+        render = session.get(Render, render_id)
+        assert (render.state, render.attempts, render.lease_owner) == ("queued", 1, None)
+        assert "storage is unavailable" in render.error
+    assert execute_render(ctx, render_id) is Outcome.FAILED
+    with transaction(factory) as session:
+        render = session.get(Render, render_id)
+        assert (render.state, render.attempts) == ("failed", 2)
+        assert session.get(Job, job_id).status == "failed"
+        assert session.scalar(select(func.count(Asset.id))) == 0
+
+
+def test_a_model_that_cannot_be_loaded_fails_at_once_with_its_reason(embedded_farm):
+    factory = embedded_farm.session_factory
+    _, render_id = _single_render_job(factory)
+    shutil.rmtree(embedded_farm.settings.models_dir / "tiny-sd")
+    ctx = build_worker_context(embedded_farm.settings, worker_name="test-worker")
+    assert execute_render(ctx, render_id) is Outcome.FAILED
+    with transaction(factory) as session:
+        render = session.get(Render, render_id)
+        assert render.state == "failed" and render.attempts == 1
+        assert "tiny-sd" in render.error
