@@ -224,7 +224,48 @@ def jobs_show(job_id: int, as_json: bool) -> None:
         click.echo(line)
 
 
-# -- farm worker ----------------------------------------------------------------------------
+# -- farm jobs pause / resume / cancel --------------------------------------------------------
+
+def _control_job(job_id: int, action) -> str:
+    from farm.db.session import transaction
+
+    ctx = _context()
+    with transaction(ctx.session_factory) as session:
+        status = action(session, job_id).status
+    return status
+
+
+@jobs.command("pause")
+@click.argument("job_id", type=int)
+def jobs_pause(job_id: int) -> None:
+    """Stop starting the job's renders (those running finish)."""
+    from farm.jobs.control import pause_job
+
+    click.echo(f"job {job_id} {_control_job(job_id, pause_job)}")
+
+
+@jobs.command("resume")
+@click.argument("job_id", type=int)
+def jobs_resume(job_id: int) -> None:
+    """Queue a paused job's renders again."""
+    from farm.jobs.control import resume_job
+    from farm.jobs.dispatch import enqueue_job
+
+    status = _control_job(job_id, resume_job)
+    queued = enqueue_job(_context(), job_id)
+    click.echo(f"job {job_id} {status}, {queued} renders queued again")
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+def jobs_cancel(job_id: int) -> None:
+    """Cancel renders not yet running; running ones stop and end cancelled."""
+    from farm.jobs.control import cancel_job
+
+    click.echo(f"job {job_id} {_control_job(job_id, cancel_job)}")
+
+
+# -- farm worker / workers --------------------------------------------------------------------
 
 def _parse_queues(value: str | None) -> list[str]:
     from farm.queue.app import ALL_QUEUES
@@ -238,25 +279,113 @@ def _parse_queues(value: str | None) -> list[str]:
     return queues
 
 
-@main.command()
-@click.option("--gpu", default="cpu", show_default=True, help="GPU index to pin to, or 'cpu'.")
-@click.option("--queues", default=None, help="Comma-separated queues (default: all).")
-def worker(gpu: str, queues: str | None) -> None:
-    """Run a worker process pinned to one GPU (or the CPU)."""
+def _pin_device(gpu: str) -> str:
+    """Set CUDA_VISIBLE_DEVICES for --gpu (before torch loads) and return the torch device."""
     if gpu == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        device = "cpu"
-    elif gpu.isdigit():
-        # Must happen before torch is imported anywhere in this process.
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-        device = "cuda"
-    else:
+        return "cpu"
+    if not gpu.isdigit():
         raise InvalidInput("gpu", f"'{gpu}' is neither a GPU index nor 'cpu'")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    import torch
+
+    if torch.cuda.device_count() < 1:
+        raise InvalidInput("gpu", f"GPU {gpu} does not exist or is not usable here (torch sees no CUDA "
+                                  f"device with CUDA_VISIBLE_DEVICES={gpu})")
+    return "cuda"
+
+
+@main.group(invoke_without_command=True)
+@click.option("--gpu", default="cpu", show_default=True, help="GPU index to pin to, or 'cpu'.")
+@click.option("--queues", default=None, help="Comma-separated queues (default: all).")
+@click.option("--name", default=None, help="Worker name (default HOST:GPU, or HOST:cpu-PID).")
+@click.pass_context
+def worker(click_ctx: click.Context, gpu: str, queues: str | None, name: str | None) -> None:
+    """Run a worker process pinned to one GPU (or the CPU); or manage one (drain, undrain)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     queue_list = _parse_queues(queues)
-    from farm.queue.worker import run_worker
+    device = _pin_device(gpu)
+    from farm.queue.worker import default_worker_name, run_worker
 
     settings = load_settings().model_copy(update={"device": device})
-    run_worker(_context(settings).celery, queue_list, label=f"gpu{gpu}")
+    run_worker(_context(settings).celery, queue_list, name or default_worker_name(gpu))
+
+
+def _set_draining(name: str, draining: bool) -> None:
+    from farm.db.session import transaction
+    from farm.workers.registry import set_draining
+
+    with transaction(_context().session_factory) as session:
+        status = set_draining(session, name, draining).status
+    click.echo(f"worker {name} {status}")
+
+
+@worker.command("drain")
+@click.argument("name")
+def worker_drain(name: str) -> None:
+    """Let worker NAME (HOST:GPU) finish its current render and take no more."""
+    _set_draining(name, True)
+
+
+@worker.command("undrain")
+@click.argument("name")
+def worker_undrain(name: str) -> None:
+    """Let a draining worker take renders again."""
+    _set_draining(name, False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def workers(as_json: bool) -> None:
+    """The workers: host, GPU, status, heartbeat age, warm models."""
+    from farm.db.session import transaction
+    from farm.workers.registry import worker_table
+
+    ctx = _context()
+    with transaction(ctx.session_factory) as session:
+        rows = worker_table(session, ctx.settings.heartbeat_seconds)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    click.echo(f"{'NAME':<28} {'STATUS':<9} {'GPU':<22} {'HEARTBEAT':>9}  WARM MODELS")
+    for w in rows:
+        gpu = "cpu" if w["gpu_index"] is None else f"{w['gpu_index']} {w['gpu_name'] or ''}".strip()
+        click.echo(f"{w['name']:<28} {w['status']:<9} {gpu[:22]:<22} {w['heartbeat_age_seconds']:>8.0f}s  "
+                   f"{', '.join(w['warm_models']) or '-'}")
+
+
+# -- farm reaper ------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--interval", default=15.0, type=click.FloatRange(0.5, 3600), show_default=True,
+              help="Seconds between sweeps.")
+@click.option("--once", is_flag=True, help="Sweep once and exit.")
+def reaper(interval: float, once: bool) -> None:
+    """Re-queue renders whose worker died (their lease expired)."""
+    from farm.jobs.reaper import reap_expired_leases
+
+    from sqlalchemy.exc import OperationalError
+
+    ctx = _context()
+    delay = interval
+    while True:
+        try:
+            report = reap_expired_leases(ctx)
+        except OperationalError as error:
+            if once:
+                raise
+            # The database is unreachable: say so, wait longer each time, never give up.
+            delay = min(delay * 2, 300)
+            click.echo(f"reaper: database unreachable ({error.orig}); retrying in {delay:.0f} s", err=True)
+            time.sleep(delay)
+            continue
+        delay = interval
+        if report.requeued or report.failed:
+            click.echo(f"requeued {report.requeued}, failed {report.failed}")
+        if once:
+            return
+        time.sleep(interval)
 
 
 # -- farm db --------------------------------------------------------------------------------

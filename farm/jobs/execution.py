@@ -12,17 +12,18 @@ import hashlib
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
-from farm.db.models import Asset, Render
+from farm.db.models import Asset, Job, Render
 from farm.db.session import transaction
 from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
@@ -37,7 +38,8 @@ PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
 
 class Outcome(enum.Enum):
     SUCCEEDED = "succeeded"
-    SKIPPED = "skipped"      # finished already, or leased by a live worker
+    SKIPPED = "skipped"      # finished, cancelled, paused, or leased by a live worker
+    HANDED_BACK = "handed_back"  # this worker is draining: the message goes back to the queue
     RETRY = "retry"          # failed this time; back in the queue
     FAILED = "failed"        # failed for good
 
@@ -52,6 +54,8 @@ class WorkerContext:
     worker_name: str
     lease_seconds: int
     max_attempts: int
+    # Set while the registry says this worker drains: it takes no new render.
+    draining: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,11 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
             Render.state == "queued",
             and_(Render.state.in_(("leased", "running")), Render.lease_expires_at < now),
         )
+        # A paused job's renders wait in the database; resuming queues them again.
+        job_accepts_work = Render.job_id.in_(select(Job.id).where(Job.status.not_in(("paused", "cancelled"))))
         leased = session.execute(
             update(Render)
-            .where(Render.id == render_id, claimable)
+            .where(Render.id == render_id, claimable, job_accepts_work)
             .values(state="leased", lease_owner=ctx.worker_name,
                     lease_expires_at=now + timedelta(seconds=ctx.lease_seconds),
                     attempts=Render.attempts + 1, error=None)
@@ -122,8 +128,16 @@ def _progress_writer(ctx: WorkerContext, render_id: int) -> Callable[[int, int],
                             .values(progress_step=step, progress_total=total,
                                     lease_expires_at=utcnow() + timedelta(seconds=ctx.lease_seconds))
                             .execution_options(synchronize_session=False))
+            job_status = session.scalar(select(Job.status).join(Render, Render.job_id == Job.id)
+                                        .where(Render.id == render_id))
+        if job_status == "cancelled":
+            raise RenderCancelled()
 
     return on_step
+
+
+class RenderCancelled(Exception):
+    """Raised from the progress callback to stop a render whose job was cancelled."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +175,15 @@ def _thumbnail_type(data: bytes) -> str:
     return {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg"}[_thumbnail_suffix(data)]
 
 
+def _job_cancelled(session: Session, job_id: int) -> bool:
+    return session.scalar(select(Job.status).where(Job.id == job_id)) == "cancelled"
+
+
 def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
     with transaction(ctx.session_factory) as session:
+        if _job_cancelled(session, plan.job_id):
+            _end_cancelled(session, ctx, plan)  # its objects are orphans now; the sweep removes them
+            return False
         finished = session.execute(
             update(Render).where(_owned(ctx, plan.render_id))
             .values(state="succeeded", finished_at=utcnow(), progress_step=plan.params.steps,
@@ -180,6 +201,14 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
     return True
 
 
+def _end_cancelled(session: Session, ctx: WorkerContext, plan: RenderPlan) -> None:
+    session.execute(
+        update(Render).where(_owned(ctx, plan.render_id))
+        .values(state="cancelled", finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, retryable: bool) -> Outcome:
     give_up = not retryable or plan.attempt >= ctx.max_attempts
     message = f"{type(error).__name__}: {error}"
@@ -195,6 +224,8 @@ def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, 
 
 
 def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
+    if ctx.draining.is_set():
+        return Outcome.HANDED_BACK
     plan = _lease(ctx, render_id)
     if plan is None:
         return Outcome.SKIPPED
@@ -202,6 +233,10 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         _mark_running(ctx, plan)
         images = ctx.engine.txt2img(plan.model, plan.params, progress=_progress_writer(ctx, render_id))
         stored = _store(ctx, plan, images[0])
+    except RenderCancelled:
+        with transaction(ctx.session_factory) as session:
+            _end_cancelled(session, ctx, plan)
+        return Outcome.SKIPPED
     except InvalidInput as error:
         return _record_failure(ctx, plan, error, retryable=False)
     except Exception as error:  # any other failure may be transient (OOM, storage outage)

@@ -123,6 +123,8 @@ def submit_job(session: Session, request: JobRequest) -> Job:
 def refresh_job_status(session: Session, job_id: int) -> str:
     """Derive the job's status from its renders, after a render changed state."""
     job = session.get(Job, job_id)
+    if job.status == "cancelled":
+        return job.status  # final: renders still running end as cancelled
     counts = dict(session.execute(
         select(Render.state, func.count()).where(Render.job_id == job_id).group_by(Render.state)
     ).all())

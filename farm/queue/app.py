@@ -13,6 +13,7 @@ from farm.db.models import ARCHITECTURES
 from farm.settings import Settings
 
 RENDER_TASK = "farm.render"
+MAX_PRIORITY = 9  # job priorities run 0 (lowest) to 9 (highest)
 ALL_QUEUES = tuple(a for a in ARCHITECTURES if a != "upscaler")
 
 
@@ -37,14 +38,16 @@ def create_celery_app(settings: Settings) -> Celery:
         }
     else:
         app.conf.broker_url = settings.broker_url
-        app.conf.broker_transport_options = {"queue_order_strategy": "priority"}
+        if _is_redis(settings.broker_url):
+            # One Redis list per priority level, so each of the ten levels is kept apart.
+            app.conf.broker_transport_options = {"priority_steps": list(range(MAX_PRIORITY + 1))}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=ALL_QUEUES[0],
-        task_queue_max_priority=9,
+        task_queue_max_priority=MAX_PRIORITY,
         task_default_priority=5,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -55,5 +58,18 @@ def create_celery_app(settings: Settings) -> Celery:
     return app
 
 
+def _is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
+def broker_priority(app: Celery, job_priority: int) -> int:
+    """The message priority for a job priority (0 lowest .. 9 highest).
+
+    RabbitMQ serves higher numbers first; Redis (kombu's priority steps) serves 0 first.
+    """
+    return MAX_PRIORITY - job_priority if _is_redis(app.settings.broker_url) else job_priority
+
+
 def enqueue_render(app: Celery, render_id: int, architecture: str, priority: int) -> None:
-    app.send_task(RENDER_TASK, args=[render_id], queue=queue_for(architecture), priority=priority)
+    app.send_task(RENDER_TASK, args=[render_id], queue=queue_for(architecture),
+                  priority=broker_priority(app, priority))

@@ -14,6 +14,9 @@ RETRY_BACKOFF_SECONDS = (5, 30, 120)
 @shared_task(name="farm.render", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def render(self, render_id: int) -> str:
     outcome = execute_render(worker_context(self.app), render_id)
+    if outcome is Outcome.HANDED_BACK:
+        # A fresh message on the same queue, for a worker that is not draining.
+        raise self.retry(countdown=0)
     if outcome is Outcome.RETRY:
         delay = RETRY_BACKOFF_SECONDS[min(self.request.retries, len(RETRY_BACKOFF_SECONDS) - 1)]
         raise self.retry(countdown=delay)

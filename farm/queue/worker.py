@@ -1,34 +1,141 @@
 """Running Celery workers: a worker process (`farm worker`) or one inside another farm process.
 
 Both run one render at a time (solo pool, prefetch 1): a GPU does one thing at a time, and a
-render that waits in the queue can still go to another worker.
+render that waits in the queue can still go to another worker. Both register in the worker
+registry and heartbeat while they run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from celery import Celery
 from celery.worker import WorkController
 
+from farm.db.session import transaction
+from farm.jobs.execution import WorkerContext
 from farm.queue.app import ALL_QUEUES
+from farm.queue.runtime import build_worker_context
+from farm.workers.registry import WorkerIdentity, mark_offline, record_heartbeat, register_worker
+
+log = logging.getLogger(__name__)
 
 
-def node_name(label: str) -> str:
-    return f"{label}-{os.getpid()}@{socket.gethostname()}"
+def default_worker_name(gpu: str) -> str:
+    """HOST:GPU, the name `farm worker drain` takes; CPU workers add the pid, as a host may run several."""
+    host = socket.gethostname()
+    return f"{host}:{gpu}" if gpu.isdigit() else f"{host}:{gpu}-{os.getpid()}"
 
 
-def run_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES, label: str = "farm") -> None:
-    """Run a worker in this process's main thread until it is told to stop (SIGTERM / Ctrl-C)."""
-    worker = app.Worker(
-        hostname=node_name(label), queues=list(queues), pool="solo", concurrency=1,
-        prefetch_multiplier=1, loglevel="INFO", optimization="fair",
+def _identity(ctx: WorkerContext, queues: Sequence[str]) -> WorkerIdentity:
+    import diffusers
+    import torch
+
+    gpu_index = gpu_name = vram_total = None
+    if ctx.engine.device.type == "cuda":
+        gpu_index = int(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or 0)
+        properties = torch.cuda.get_device_properties(0)
+        gpu_name, vram_total = properties.name, properties.total_memory
+    return WorkerIdentity(
+        name=ctx.worker_name, host=socket.gethostname(), gpu_index=gpu_index, gpu_name=gpu_name,
+        vram_total_bytes=vram_total, queues=list(queues), torch_version=torch.__version__,
+        diffusers_version=diffusers.__version__,
     )
-    worker.start()
+
+
+def _vram_used(ctx: WorkerContext) -> int | None:
+    if ctx.engine.device.type != "cuda":
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return total - free
+
+
+class Heartbeat(threading.Thread):
+    """Reports the worker alive every `interval` seconds, with its warm models and GPU memory.
+
+    When the registry says the worker is draining, it sets `ctx.draining` and calls `on_drain`
+    once. A database outage is logged and retried on the next beat; it never stops the worker.
+    """
+
+    def __init__(self, ctx: WorkerContext, interval: float, on_drain: Callable[[], None]):
+        super().__init__(name="farm-heartbeat", daemon=True)
+        self.ctx = ctx
+        self.interval = interval
+        self.on_drain = on_drain
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        with transaction(self.ctx.session_factory) as session:
+            status = record_heartbeat(session, self.ctx.worker_name,
+                                      warm_models=self.ctx.engine.loaded_model_names(),
+                                      vram_used_bytes=_vram_used(self.ctx))
+        if status == "draining" and not self.ctx.draining.is_set():
+            self.ctx.draining.set()
+            self.on_drain()
+        elif status == "online":
+            self.ctx.draining.clear()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001  (a heartbeat must outlive a database blip)
+                log.warning("heartbeat of %s failed; retrying in %s s", self.ctx.worker_name,
+                            self.interval, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=self.interval + 5)
+
+
+@contextmanager
+def registered(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: float,
+               on_drain: Callable[[], None]) -> Iterator[None]:
+    """Register the worker, heartbeat while the block runs, and mark it offline after."""
+    with transaction(ctx.session_factory) as session:
+        register_worker(session, _identity(ctx, queues), heartbeat_seconds)
+    heartbeat = Heartbeat(ctx, heartbeat_seconds, on_drain)
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        heartbeat.stop()
+        try:
+            with transaction(ctx.session_factory) as session:
+                mark_offline(session, ctx.worker_name)
+        except Exception:  # noqa: BLE001  (the database may be what stopped us)
+            log.warning("could not mark %s offline", ctx.worker_name, exc_info=True)
+
+
+def _node_name(worker_name: str) -> str:
+    # Celery node names are NAME@HOST; ours must be unique per process.
+    return f"farm-{os.getpid()}@{worker_name}"
+
+
+def run_worker(app: Celery, queues: Sequence[str], worker_name: str) -> None:
+    """Run a worker in this process's main thread until it is told to stop (SIGTERM / Ctrl-C)."""
+    ctx = build_worker_context(app.settings, worker_name=worker_name)
+    app.farm_worker_context = ctx
+    node = _node_name(worker_name)
+
+    def stop_consuming() -> None:
+        # Drain: the worker finishes what it holds and takes nothing more from its queues.
+        for queue in queues:
+            app.control.cancel_consumer(queue, destination=[node])
+
+    with registered(ctx, queues, app.settings.heartbeat_seconds, stop_consuming):
+        worker = app.Worker(
+            hostname=node, queues=list(queues), pool="solo", concurrency=1,
+            prefetch_multiplier=1, loglevel="INFO", optimization="fair",
+        )
+        worker.start()
 
 
 class _ThreadWorkController(WorkController):
@@ -43,12 +150,14 @@ class _ThreadWorkController(WorkController):
 
 
 @contextmanager
-def in_process_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES, label: str = "embedded") -> Iterator[WorkController]:
+def in_process_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES) -> Iterator[WorkController]:
     """A worker on a background thread of this process, for the embedded farm."""
+    ctx = build_worker_context(app.settings, worker_name=default_worker_name("embedded"))
+    app.farm_worker_context = ctx
     worker = _ThreadWorkController(
-        app=app, hostname=node_name(label), queues=list(queues), pool="solo", concurrency=1,
-        prefetch_multiplier=1, loglevel="WARNING", without_heartbeat=True, without_mingle=True,
-        without_gossip=True,
+        app=app, hostname=_node_name(ctx.worker_name), queues=list(queues), pool="solo",
+        concurrency=1, prefetch_multiplier=1, loglevel="WARNING", without_heartbeat=True,
+        without_mingle=True, without_gossip=True,
     )
 
     def work() -> None:
@@ -56,12 +165,13 @@ def in_process_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES, label: st
         app.set_current()
         worker.start()
 
-    thread = threading.Thread(target=work, name="farm-worker", daemon=True)
-    thread.start()
-    if not worker.ready.wait(timeout=60):
-        raise RuntimeError("the in-process worker did not start within 60 s")
-    try:
-        yield worker
-    finally:
-        worker.stop(in_sighandler=False)
-        thread.join(timeout=30)
+    with registered(ctx, queues, app.settings.heartbeat_seconds, on_drain=lambda: None):
+        thread = threading.Thread(target=work, name="farm-worker", daemon=True)
+        thread.start()
+        if not worker.ready.wait(timeout=60):
+            raise RuntimeError("the in-process worker did not start within 60 s")
+        try:
+            yield worker
+        finally:
+            worker.stop(in_sighandler=False)
+            thread.join(timeout=30)

@@ -162,9 +162,12 @@ class RenderEngine:
             return images
 
     def loaded_model_names(self) -> list[str]:
-        """Names of the models held in memory, most recently used last."""
-        with self._lock:
-            return [loaded.model.name for loaded in self._pipelines.values()]
+        """Names of the models held in memory, most recently used last.
+
+        Deliberately lock-free: a worker's heartbeat asks while a render holds the lock, and a
+        snapshot of the cache (copied atomically under the GIL) is all it needs.
+        """
+        return [loaded.model.name for loaded in list(self._pipelines.values())]
 
     def unload_all(self) -> None:
         with self._lock:
