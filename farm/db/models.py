@@ -200,6 +200,8 @@ class Render(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     lease_owner: Mapped[Optional[str]] = mapped_column(String(200))
     lease_expires_at: Mapped[Optional[datetime]]
+    # Provenance: the worker whose result was kept.
+    rendered_by: Mapped[Optional[str]] = mapped_column(String(200))
     progress_step: Mapped[int] = mapped_column(default=0)
     progress_total: Mapped[int] = mapped_column(default=0)
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)

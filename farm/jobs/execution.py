@@ -187,7 +187,7 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
         finished = session.execute(
             update(Render).where(_owned(ctx, plan.render_id))
             .values(state="succeeded", finished_at=utcnow(), progress_step=plan.params.steps,
-                    lease_owner=None, lease_expires_at=None)
+                    rendered_by=ctx.worker_name, lease_owner=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not finished:

@@ -118,6 +118,7 @@ def job_report(factory: sessionmaker[Session], job_id: int) -> dict[str, Any]:
             "renders": [
                 {"id": r.id, "index": r.index, "state": r.state, "attempts": r.attempts,
                  "progress_step": r.progress_step, "progress_total": r.progress_total,
+                 "rendered_by": r.rendered_by,
                  "params": r.params, "error": r.error, "started_at": r.started_at,
                  "finished_at": r.finished_at,
                  "asset": None if r.asset is None else {

@@ -186,6 +186,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('lease_owner', sa.String(length=200), nullable=True),
     sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('rendered_by', sa.String(length=200), nullable=True),
     sa.Column('progress_step', sa.Integer(), nullable=False),
     sa.Column('progress_total', sa.Integer(), nullable=False),
     sa.Column('queued_at', sa.DateTime(timezone=True), nullable=False),

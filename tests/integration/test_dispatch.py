@@ -1,0 +1,154 @@
+"""Dispatch on real services: Postgres, Redis, a SeaweedFS S3 server and real worker processes."""
+
+import os
+import signal
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from farm.context import FarmContext
+from farm.db.models import Asset, Job, Render
+from farm.db.session import transaction
+from farm.jobs.dispatch import submit_prompt
+from farm.settings import load_settings
+from tests.fixtures.processes import farm_environ, farm_process, run_farm, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def distributed(farm_home, postgres_url, redis_url, s3_server, s3_bucket):
+    """Settings for a farm on Postgres + Redis + S3, migrated; yields (settings dict, context)."""
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = {
+        "FARM_HOME": str(farm_home), "FARM_DATABASE_URL": postgres_url, "FARM_BROKER_URL": redis_url,
+        "FARM_STORAGE_URL": f"s3://{s3_bucket}/farm", "FARM_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "FARM_S3_REGION": s3_server.region, "FARM_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "FARM_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "FARM_LEASE_SECONDS": "10", "FARM_HEARTBEAT_SECONDS": "1",
+    }
+    upgraded = run_farm("db", "upgrade", env=farm_environ(**settings))
+    assert upgraded.returncode == 0, upgraded.stderr
+    ctx = FarmContext(load_settings(settings))
+    yield settings, ctx
+    ctx.db_engine.dispose()
+
+
+def _renders(ctx, job_id):
+    with transaction(ctx.session_factory) as session:
+        return session.scalars(select(Render).where(Render.job_id == job_id).order_by(Render.index)).all()
+
+
+def _job_status(ctx, job_id):
+    with transaction(ctx.session_factory) as session:
+        return session.get(Job, job_id).status
+
+
+def test_twenty_renders_across_two_workers_survive_a_kill_9_exactly_once(distributed, tmp_path):
+    settings, ctx = distributed
+    env = farm_environ(**settings)
+    job_id = submit_prompt(ctx, prompt="a red shoe on sand", seed=100, count=20,
+                           params={"steps": 12, "width": 128, "height": 128})
+    with farm_process("worker", "--name", "box:a", env=env, log_path=tmp_path / "a.log") as worker_a, \
+            farm_process("worker", "--name", "box:b", env=env, log_path=tmp_path / "b.log"), \
+            farm_process("reaper", "--interval", "1", env=env, log_path=tmp_path / "reaper.log"):
+        def box_a_mid_render_after_finishing_one():
+            renders = _renders(ctx, job_id)
+            if not any(r.rendered_by == "box:a" for r in renders):
+                return None
+            return next((r for r in renders if r.state == "running" and r.lease_owner == "box:a"), None)
+
+        victim = wait_until(box_a_mid_render_after_finishing_one, 120, "worker box:a to be mid-render",
+                            interval=0.05)
+        os.kill(worker_a.pid, signal.SIGKILL)
+        wait_until(lambda: _job_status(ctx, job_id) in ("succeeded", "failed"), 240, "the job to finish")
+        assert _job_status(ctx, job_id) == "succeeded", (tmp_path / "b.log").read_text()[-3000:]
+
+    renders = _renders(ctx, job_id)
+    assert [r.state for r in renders] == ["succeeded"] * 20
+    killed = next(r for r in renders if r.id == victim.id)
+    assert killed.rendered_by == "box:b" and killed.attempts == 2
+    assert f"requeued [{victim.id}]" in (tmp_path / "reaper.log").read_text()  # the reaper gave it back
+    assert {r.rendered_by for r in renders} == {"box:a", "box:b"}
+    with transaction(ctx.session_factory) as session:
+        assets = session.scalars(select(Asset)).all()
+        assert len(assets) == 20 and len({a.render_id for a in assets}) == 20
+        for asset in assets:
+            assert ctx.storage.exists(asset.storage_key) and ctx.storage.exists(asset.thumbnail_key)
+
+
+@pytest.fixture
+def one_worker(distributed, tmp_path):
+    settings, ctx = distributed
+    with farm_process("worker", "--name", "box:solo", env=farm_environ(**settings),
+                      log_path=tmp_path / "worker.log"):
+        yield settings, ctx
+
+
+def test_high_priority_job_overtakes_a_backlog(one_worker):
+    _, ctx = one_worker
+    backlog = submit_prompt(ctx, prompt="backlog", seed=1, count=12, priority=0,
+                            params={"steps": 8, "width": 128, "height": 128})
+    wait_until(lambda: any(r.state == "running" for r in _renders(ctx, backlog)), 120, "the backlog to start")
+    urgent = submit_prompt(ctx, prompt="urgent", seed=1, count=1, priority=9,
+                           params={"steps": 8, "width": 128, "height": 128})
+    wait_until(lambda: _job_status(ctx, urgent) == "succeeded", 120, "the urgent job")
+    urgent_start = _renders(ctx, urgent)[0].started_at
+    still_waiting = [r for r in _renders(ctx, backlog) if r.started_at is None or r.started_at > urgent_start]
+    assert len(still_waiting) >= 8  # it went ahead of most of the backlog
+
+
+def test_pause_resume_and_cancel_with_a_real_worker(one_worker):
+    settings, ctx = one_worker
+    env = farm_environ(**settings)
+    slow = {"steps": 20, "width": 256, "height": 256}  # about a second each, so commands land mid-job
+    job_id = submit_prompt(ctx, prompt="paused", seed=1, count=8, params=slow)
+    assert run_farm("jobs", "pause", str(job_id), env=env).returncode == 0
+    done_at_pause = sum(r.state == "succeeded" for r in _renders(ctx, job_id))
+    wait_until(lambda: not any(r.state in ("leased", "running") for r in _renders(ctx, job_id)), 60,
+               "the running render to end")
+    settled = [r.state for r in _renders(ctx, job_id)]
+    assert settled.count("queued") >= 8 - done_at_pause - 1
+    resumed = run_farm("jobs", "resume", str(job_id), env=env)
+    assert resumed.returncode == 0 and "queued again" in resumed.stdout
+    wait_until(lambda: _job_status(ctx, job_id) == "succeeded", 120, "the resumed job")
+
+    doomed = submit_prompt(ctx, prompt="doomed", seed=1, count=8, params=slow)
+    wait_until(lambda: any(r.state == "running" for r in _renders(ctx, doomed)), 60, "a render to start")
+    cancelled = run_farm("jobs", "cancel", str(doomed), env=env)
+    assert cancelled.returncode == 0
+    wait_until(lambda: not any(r.state in ("leased", "running") for r in _renders(ctx, doomed)), 60,
+               "the running render to stop")
+    states = [r.state for r in _renders(ctx, doomed)]
+    assert _job_status(ctx, doomed) == "cancelled"
+    assert "queued" not in states and states.count("cancelled") >= 4
+    with transaction(ctx.session_factory) as session:
+        after_cancel = session.scalar(select(func.count(Render.id)).where(
+            Render.job_id == doomed, Render.started_at > session.get(Job, doomed).finished_at))
+    assert after_cancel == 0  # no render of the job started after the cancel
+
+
+def test_workers_register_and_can_be_drained(one_worker):
+    import json
+
+    settings, ctx = one_worker
+    env = farm_environ(**settings)
+    shown = wait_until(lambda: json.loads(run_farm("workers", "--json", env=env).stdout), 60, "registration")
+    solo = next(w for w in shown if w["name"] == "box:solo")
+    assert solo["status"] == "online" and solo["heartbeat_age_seconds"] < 5
+    assert solo["torch_version"].startswith("2.13") and solo["queues"] == ["sd1", "sd2", "sdxl"]
+    first = submit_prompt(ctx, prompt="warm up", seed=1, count=1, params={"steps": 2, "width": 64, "height": 64})
+    wait_until(lambda: _job_status(ctx, first) == "succeeded", 120, "a first render")
+    wait_until(lambda: json.loads(run_farm("workers", "--json", env=env).stdout)[0]["warm_models"] == ["tiny-sd"],
+               30, "the warm model to be reported")
+
+    assert run_farm("worker", "drain", "box:solo", env=env).returncode == 0
+    wait_until(lambda: json.loads(run_farm("workers", "--json", env=env).stdout)[0]["status"] == "draining",
+               30, "the drain to be seen")
+    import time
+    time.sleep(3)  # the heartbeat has told the worker; it cancels its consumers
+    held = submit_prompt(ctx, prompt="held", seed=1, count=1, params={"steps": 2, "width": 64, "height": 64})
+    time.sleep(5)
+    assert _renders(ctx, held)[0].state == "queued"  # a draining worker takes nothing new
+    assert run_farm("worker", "drain", "nobody:0", env=env).returncode == 2
