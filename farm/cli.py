@@ -359,19 +359,27 @@ def workers(as_json: bool) -> None:
 
 @main.command()
 @click.option("--interval", default=15.0, type=click.FloatRange(0.5, 3600), show_default=True,
-              help="Seconds between sweeps.")
-@click.option("--once", is_flag=True, help="Sweep once and exit.")
-def reaper(interval: float, once: bool) -> None:
-    """Re-queue renders whose worker died (their lease expired)."""
-    from farm.jobs.reaper import reap_expired_leases
+              help="Seconds between lease checks.")
+@click.option("--sweep-every", default=40, type=click.IntRange(1, 100000), show_default=True,
+              help="Sweep storage for orphans every N lease checks.")
+@click.option("--once", is_flag=True, help="Check leases and sweep once, then exit.")
+def reaper(interval: float, sweep_every: int, once: bool) -> None:
+    """Re-queue renders whose worker died (their lease expired); delete orphaned objects."""
+    from farm.jobs.reaper import reap_expired_leases, sweep_orphans
 
     from sqlalchemy.exc import OperationalError
 
     ctx = _context()
     delay = interval
+    checks = 0
     while True:
         try:
             report = reap_expired_leases(ctx)
+            checks += 1
+            if once or checks % sweep_every == 0:
+                orphans = sweep_orphans(ctx)
+                if orphans:
+                    click.echo(f"deleted {len(orphans)} orphaned objects")
         except OperationalError as error:
             if once:
                 raise

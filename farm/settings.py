@@ -53,6 +53,9 @@ class Settings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     lease_seconds: Annotated[int, Field(ge=10, le=86400)] = 300
+    # An object in storage with no asset row, older than this, is an orphan the reaper deletes.
+    # Long enough that a worker between writing its image and committing its row is never hit.
+    orphan_grace_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
     # How often a worker reports in; a worker silent for 3 intervals counts as gone.
     heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 10
     # The embedded broker polls its folder; this bounds how long a queued render waits for pickup.

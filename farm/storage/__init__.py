@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from farm.errors import InvalidInput
-from farm.storage.base import ObjectMissing, ObjectStorage, content_key, validate_key
+from farm.storage.base import ObjectMissing, ObjectStorage, StoredObject, content_key, validate_key
 from farm.storage.local import LocalFolderStorage
 from farm.storage.s3 import S3Storage
 
@@ -20,6 +20,7 @@ __all__ = [
     "ObjectMissing",
     "ObjectStorage",
     "S3Storage",
+    "StoredObject",
     "content_key",
     "open_storage",
     "validate_key",

@@ -6,6 +6,9 @@ every backend, so a key that works on a local folder works on S3 and the other w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import hashlib
 import re
 from typing import Iterator, Protocol, runtime_checkable
@@ -52,8 +55,17 @@ class ObjectStorage(Protocol):
         for one, lists "images/..." before "images-old/..." (folder by folder).
         """
 
+    def list_objects(self, prefix: str = "") -> Iterator["StoredObject"]:
+        """Like list_keys, with each object's last-modified time (for the orphan sweep)."""
+
     def describe(self) -> str:
         """Where the objects live, for logs and the dashboard; never includes credentials."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    modified_at: datetime  # timezone-aware UTC
 
 
 def _check_characters(value: str, field: str, what: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from farm.errors import InvalidInput
-from farm.storage.base import ObjectMissing, validate_key, validate_prefix
+from farm.storage.base import ObjectMissing, StoredObject, validate_key, validate_prefix
 
 
 class LocalFolderStorage:
@@ -72,6 +73,14 @@ class LocalFolderStorage:
                 return iter(())  # listing never follows symlinks, whatever the prefix
         key_start = "".join(part + "/" for part in folder_parts)
         return _walk(folder, key_start, name_start)
+
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        for key in self.list_keys(prefix):
+            try:
+                mtime = self._path(key).stat().st_mtime
+            except FileNotFoundError:
+                continue  # deleted while we listed
+            yield StoredObject(key, datetime.fromtimestamp(mtime, timezone.utc))
 
     def _path(self, key: str) -> Path:
         validate_key(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 from typing import Any, Iterator
 
 import boto3
@@ -10,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from farm.errors import InvalidInput
-from farm.storage.base import ObjectMissing, validate_key, validate_prefix
+from farm.storage.base import ObjectMissing, StoredObject, validate_key, validate_prefix
 
 # DNS-style bucket names, as AWS requires for new buckets (3-63 characters).
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -124,7 +125,14 @@ class S3Storage:
         validate_prefix(prefix)  # here, so a bad prefix fails on the call, not on iteration
         return self._list_keys(self.prefix + prefix)
 
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        validate_prefix(prefix)
+        return self._list_objects(self.prefix + prefix)
+
     def _list_keys(self, full_prefix: str) -> Iterator[str]:
+        return (stored.key for stored in self._list_objects(full_prefix))
+
+    def _list_objects(self, full_prefix: str) -> Iterator[StoredObject]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket,
             Prefix=full_prefix,
@@ -135,7 +143,7 @@ class S3Storage:
                 key = item["Key"][len(self.prefix):]
                 # Folder markers ("photos/") made by consoles and some servers are not objects.
                 if not key.endswith("/"):
-                    yield key
+                    yield StoredObject(key, item["LastModified"].astimezone(timezone.utc))
 
     def _object_key(self, key: str) -> str:
         return self.prefix + validate_key(key)

@@ -12,7 +12,7 @@ from farm.errors import InvalidInput
 from farm.jobs.control import cancel_job, pause_job, resume_job
 from farm.jobs.dispatch import submit_prompt
 from farm.jobs.execution import Outcome, execute_render
-from farm.jobs.reaper import reap_expired_leases
+from farm.jobs.reaper import reap_expired_leases, sweep_orphans
 from farm.queue.runtime import build_worker_context
 from farm.workers.registry import (
     WorkerIdentity, is_alive, mark_offline, record_heartbeat, register_worker, set_draining, worker_table,
@@ -153,3 +153,17 @@ def test_draining_worker_hands_messages_back_without_leasing(embedded_farm):
     assert execute_render(ctx, render_ids[0]) is Outcome.HANDED_BACK
     with transaction(embedded_farm.session_factory) as session:
         assert session.get(Render, render_ids[0]).attempts == 0
+
+
+def test_sweep_deletes_only_old_objects_without_an_asset(embedded_farm):
+    _, render_ids = _submit(embedded_farm, count=1)
+    ctx = build_worker_context(embedded_farm.settings, worker_name="w1")
+    assert execute_render(ctx, render_ids[0]) is Outcome.SUCCEEDED
+    storage = embedded_farm.storage
+    storage.put("images/00/00/orphan.png", b"left by a worker that died", "image/png")
+    assert sweep_orphans(embedded_farm) == []  # younger than the grace period
+    assert sweep_orphans(embedded_farm, grace_seconds=0) == ["images/00/00/orphan.png"]
+    with transaction(embedded_farm.session_factory) as session:
+        asset = session.scalars(select(Asset)).one()
+    assert storage.exists(asset.storage_key) and storage.exists(asset.thumbnail_key)
+    assert not storage.exists("images/00/00/orphan.png")

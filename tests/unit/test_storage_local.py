@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,16 @@ class StorageContract:
         storage.delete("images/once.png")
         storage.delete("images/once.png")
         assert not storage.exists("images/once.png")
+
+    def test_list_objects_gives_keys_with_their_modification_time(self, storage):
+        before = datetime.now(timezone.utc) - timedelta(seconds=5)
+        storage.put("images/a.png", b"a", PNG)
+        storage.put("thumbnails/b.webp", b"b", "image/webp")
+        listed = {o.key: o.modified_at for o in storage.list_objects()}
+        assert set(listed) == {"images/a.png", "thumbnails/b.webp"}
+        after = datetime.now(timezone.utc) + timedelta(seconds=5)
+        assert all(before < at < after for at in listed.values())
+        assert [o.key for o in storage.list_objects("thumb")] == ["thumbnails/b.webp"]
 
     def test_list_keys_by_prefix(self, storage):
         keys = [
