@@ -53,6 +53,8 @@ class Settings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     lease_seconds: Annotated[int, Field(ge=10, le=86400)] = 300
+    # A worker that fails one job's renders this many times is kept off that job (as Flamenco does).
+    blocklist_after: Annotated[int, Field(ge=1, le=100)] = 3
     # An object in storage with no asset row, older than this, is an orphan the reaper deletes.
     # Long enough that a worker between writing its image and committing its row is never hit.
     orphan_grace_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600

@@ -214,6 +214,20 @@ class Render(Base):
     asset: Mapped[Optional["Asset"]] = relationship(back_populates="render")
 
 
+class JobWorkerFailure(Base):
+    """How often a worker failed a job's renders; past `blocklist_after` it is kept off the job."""
+
+    __tablename__ = "job_worker_failures"
+    __table_args__ = (UniqueConstraint("job_id", "worker_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    worker_name: Mapped[str] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Asset(Base):
     __tablename__ = "assets"
     __table_args__ = (one_of("approval_state", APPROVAL_STATES, "approval_state"),)

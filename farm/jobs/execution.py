@@ -23,7 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
-from farm.db.models import Asset, Job, Render
+from farm.db.models import Asset, Job, JobWorkerFailure, Render
 from farm.db.session import transaction
 from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
@@ -40,6 +40,7 @@ class Outcome(enum.Enum):
     SUCCEEDED = "succeeded"
     SKIPPED = "skipped"      # finished, cancelled, paused, or leased by a live worker
     HANDED_BACK = "handed_back"  # this worker is draining: the message goes back to the queue
+    BLOCKLISTED = "blocklisted"  # this worker failed the job too often: back to the queue for others
     RETRY = "retry"          # failed this time; back in the queue
     FAILED = "failed"        # failed for good
 
@@ -54,6 +55,7 @@ class WorkerContext:
     worker_name: str
     lease_seconds: int
     max_attempts: int
+    blocklist_after: int
     # Set while the registry says this worker drains: it takes no new render.
     draining: threading.Event = field(default_factory=threading.Event)
 
@@ -209,10 +211,33 @@ def _end_cancelled(session: Session, ctx: WorkerContext, plan: RenderPlan) -> No
     )
 
 
+def _is_blocklisted(ctx: WorkerContext, render_id: int) -> bool:
+    with transaction(ctx.session_factory) as session:
+        failures = session.scalar(
+            select(JobWorkerFailure.failures)
+            .join(Render, Render.job_id == JobWorkerFailure.job_id)
+            .where(Render.id == render_id, JobWorkerFailure.worker_name == ctx.worker_name)
+        )
+    return (failures or 0) >= ctx.blocklist_after
+
+
+def _count_failure(session: Session, ctx: WorkerContext, job_id: int, message: str) -> None:
+    # One worker runs one render at a time, so no two transactions insert the same pair.
+    entry = session.scalar(select(JobWorkerFailure).where(
+        JobWorkerFailure.job_id == job_id, JobWorkerFailure.worker_name == ctx.worker_name))
+    if entry is None:
+        entry = JobWorkerFailure(job_id=job_id, worker_name=ctx.worker_name, failures=0)
+        session.add(entry)
+    entry.failures += 1
+    entry.last_error = message
+    entry.updated_at = utcnow()
+
+
 def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, retryable: bool) -> Outcome:
     give_up = not retryable or plan.attempt >= ctx.max_attempts
     message = f"{type(error).__name__}: {error}"
     with transaction(ctx.session_factory) as session:
+        _count_failure(session, ctx, plan.job_id, message)
         session.execute(
             update(Render).where(_owned(ctx, plan.render_id))
             .values(state="failed" if give_up else "queued", error=message,
@@ -226,6 +251,8 @@ def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, 
 def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
     if ctx.draining.is_set():
         return Outcome.HANDED_BACK
+    if _is_blocklisted(ctx, render_id):
+        return Outcome.BLOCKLISTED
     plan = _lease(ctx, render_id)
     if plan is None:
         return Outcome.SKIPPED

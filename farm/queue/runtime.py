@@ -42,6 +42,7 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
         worker_name=worker_name or f"{socket.gethostname()}:{os.getpid()}",
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        blocklist_after=settings.blocklist_after,
     )
 
 

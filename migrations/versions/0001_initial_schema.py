@@ -237,9 +237,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reviews'))
     )
     op.create_index(op.f('ix_reviews_asset_id'), 'reviews', ['asset_id'], unique=False)
+    op.create_table('job_worker_failures',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('job_id', sa.Integer(), nullable=False),
+    sa.Column('worker_name', sa.String(length=200), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_worker_failures_job_id_jobs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job_worker_failures')),
+    sa.UniqueConstraint('job_id', 'worker_name', name=op.f('uq_job_worker_failures_job_id'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('job_worker_failures')
     op.drop_index(op.f('ix_reviews_asset_id'), table_name='reviews')
     op.drop_table('reviews')
     op.drop_index(op.f('ix_assets_created_at'), table_name='assets')

@@ -1,4 +1,6 @@
-"""Job control, the reaper and the worker registry, on the embedded farm."""
+"""Job control, the reaper, blocklisting and the worker registry, on the embedded farm."""
+
+import dataclasses
 
 from datetime import timedelta
 
@@ -14,6 +16,7 @@ from farm.jobs.dispatch import submit_prompt
 from farm.jobs.execution import Outcome, execute_render
 from farm.jobs.reaper import reap_expired_leases, sweep_orphans
 from farm.queue.runtime import build_worker_context
+from farm.storage import LocalFolderStorage
 from farm.workers.registry import (
     WorkerIdentity, is_alive, mark_offline, record_heartbeat, register_worker, set_draining, worker_table,
 )
@@ -167,3 +170,26 @@ def test_sweep_deletes_only_old_objects_without_an_asset(embedded_farm):
         asset = session.scalars(select(Asset)).one()
     assert storage.exists(asset.storage_key) and storage.exists(asset.thumbnail_key)
     assert not storage.exists("images/00/00/orphan.png")
+
+
+class _BrokenStorage(LocalFolderStorage):
+    def put(self, key, data, content_type):
+        raise OSError("this worker's storage credentials are wrong")
+
+
+def test_a_worker_that_keeps_failing_a_job_is_kept_off_it(embedded_farm, tmp_path):
+    _, render_ids = _submit(embedded_farm, count=3)
+    base = build_worker_context(embedded_farm.settings, worker_name="broken")
+    broken = dataclasses.replace(base, storage=_BrokenStorage(tmp_path / "x"), blocklist_after=2, max_attempts=5)
+    healthy = build_worker_context(embedded_farm.settings, worker_name="healthy")
+    assert execute_render(broken, render_ids[0]) is Outcome.RETRY
+    assert execute_render(broken, render_ids[1]) is Outcome.RETRY
+    assert execute_render(broken, render_ids[2]) is Outcome.BLOCKLISTED  # kept off, nothing leased
+    with transaction(embedded_farm.session_factory) as session:
+        assert session.get(Render, render_ids[2]).attempts == 0
+    assert [execute_render(healthy, r) for r in render_ids] == [Outcome.SUCCEEDED] * 3
+    with transaction(embedded_farm.session_factory) as session:
+        assert {r.rendered_by for r in session.scalars(select(Render))} == {"healthy"}
+    # another job is a fresh start for the broken worker
+    _, other = _submit(embedded_farm, count=1)
+    assert execute_render(broken, other[0]) is Outcome.RETRY
