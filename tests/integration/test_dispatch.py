@@ -156,3 +156,25 @@ def test_workers_register_and_can_be_drained(one_worker):
     time.sleep(5)
     assert _renders(ctx, held)[0].state == "queued"  # a draining worker takes nothing new
     assert run_farm("worker", "drain", "nobody:0", env=env).returncode == 2
+
+
+def test_a_worker_that_keeps_failing_is_kept_off_the_job_and_the_other_finishes_it(distributed, tmp_path):
+    settings, ctx = distributed
+    rules = {"FARM_BLOCKLIST_AFTER": "2", "FARM_MAX_ATTEMPTS": "5"}
+    good_env = farm_environ(**settings, **rules)
+    # This worker's S3 secret is wrong: every image it makes fails to upload.
+    bad_env = farm_environ(**{**settings, "FARM_S3_SECRET_ACCESS_KEY": "wrong-secret"}, **rules)
+    job_id = submit_prompt(ctx, prompt="blocklist", seed=1, count=6, params={"steps": 4, "width": 64, "height": 64})
+    with farm_process("worker", "--name", "box:bad", env=bad_env, log_path=tmp_path / "bad.log"), \
+            farm_process("worker", "--name", "box:good", env=good_env, log_path=tmp_path / "good.log"):
+        wait_until(lambda: _job_status(ctx, job_id) in ("succeeded", "failed"), 240, "the job to finish")
+    assert _job_status(ctx, job_id) == "succeeded"
+    renders = _renders(ctx, job_id)
+    assert {r.rendered_by for r in renders} == {"box:good"}
+    with transaction(ctx.session_factory) as session:
+        from farm.db.models import JobWorkerFailure
+
+        failures = session.scalars(select(JobWorkerFailure).where(JobWorkerFailure.job_id == job_id)).all()
+    assert [(f.worker_name, f.failures) for f in failures] == [("box:bad", 2)]
+    assert "SignatureDoesNotMatch" in failures[0].last_error or "Forbidden" in failures[0].last_error \
+        or "AccessDenied" in failures[0].last_error, failures[0].last_error
