@@ -24,6 +24,7 @@ FLAG_FOR_FIELD = {
     "prompt": "PROMPT", "negative_prompt": "--negative", "seed": "--seed", "steps": "--steps",
     "cfg_scale": "--cfg", "size": "--size", "width": "--size", "height": "--size", "sampler": "--sampler",
     "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
+    "gpu": "--gpu", "queues": "--queues",
 }
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1

@@ -73,5 +73,19 @@ def test_unknown_job(embedded_farm):
 
 
 def test_bad_worker_flags(tmp_path):
-    assert "error: gpu:" in _invoke(["worker", "--gpu", "first"], tmp_path).stderr
-    assert "error: queues:" in _invoke(["worker", "--queues", "sd1,flux"], tmp_path).stderr
+    assert "error: --gpu:" in _invoke(["worker", "--gpu", "first"], tmp_path).stderr
+    assert "error: --queues:" in _invoke(["worker", "--queues", "sd1,flux"], tmp_path).stderr
+
+
+def test_a_gpu_that_does_not_exist_stops_the_worker_with_a_clear_message(tmp_path):
+    from tests.fixtures.processes import farm_environ, run_farm
+
+    result = run_farm("worker", "--gpu", "99", env=farm_environ(FARM_HOME=str(tmp_path / "farm-data")))
+    assert result.returncode == 2
+    assert "error: --gpu: GPU 99 does not exist" in result.stderr
+
+
+def test_job_control_of_an_unknown_job(embedded_farm):
+    for action in ("pause", "resume", "cancel"):
+        result = _invoke(["jobs", action, "4242"], embedded_farm.settings.home)
+        assert result.exit_code == 2 and "error: job_id: no job 4242" in result.stderr
