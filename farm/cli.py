@@ -209,12 +209,15 @@ def jobs_show(job_id: int, as_json: bool) -> None:
     """Show a job and the state of each of its renders."""
     from farm.jobs.queries import job_report
 
-    report = job_report(_context().session_factory, job_id)
+    ctx = _context()
+    report = job_report(ctx.session_factory, job_id, ctx.settings.heartbeat_seconds)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(f"job {report['id']}  {report['status']}  campaign={report['campaign']}  "
                f"model={report['model']}  priority={report['priority']}")
+    if report["waiting_reason"]:
+        click.echo(f"  waiting: {report['waiting_reason']}")
     for r in report["renders"]:
         line = (f"  #{r['index']:<4} render {r['id']:<6} {r['state']:<10} "
                 f"step {r['progress_step']}/{r['progress_total']}  seed {r['params']['seed']}")

@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, Render
+from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, Render, Worker
 from farm.db.session import transaction
 from farm.errors import InvalidInput
+from farm.queue.app import queue_for
+from farm.workers.registry import is_alive
 
 
 def _job(session: Session, job_id: int) -> Job:
@@ -102,7 +104,22 @@ def render_counts(factory: sessionmaker[Session]) -> dict[str, int]:
         return dict(session.execute(select(Render.state, func.count()).group_by(Render.state)).all())
 
 
-def job_report(factory: sessionmaker[Session], job_id: int) -> dict[str, Any]:
+def waiting_reason(session: Session, job: Job, heartbeat_seconds: float) -> str | None:
+    """Why a job's queued renders are not being picked up, when the registry can tell."""
+    if job.status == "paused":
+        return "the job is paused"
+    if not any(r.state == "queued" for r in job.renders):
+        return None
+    queue = queue_for(job.model.architecture)
+    serving = [w for w in session.scalars(select(Worker)) if queue in w.queues and is_alive(w, heartbeat_seconds)]
+    if not serving:
+        return f"no live worker serves queue '{queue}' (model {job.model.name}, {job.model.architecture})"
+    if all(w.status == "draining" for w in serving):
+        return f"every worker serving queue '{queue}' is draining"
+    return None
+
+
+def job_report(factory: sessionmaker[Session], job_id: int, heartbeat_seconds: float = 10) -> dict[str, Any]:
     with transaction(factory) as session:
         job = session.scalar(
             select(Job).where(Job.id == job_id)
@@ -114,6 +131,7 @@ def job_report(factory: sessionmaker[Session], job_id: int) -> dict[str, Any]:
             "id": job.id, "status": job.status, "campaign": job.campaign.name, "model": job.model.name,
             "model_sha256": job.model.sha256, "license": job.model.license.identifier,
             "priority": job.priority, "params": job.params, "created_at": job.created_at,
+            "waiting_reason": waiting_reason(session, job, heartbeat_seconds),
             "finished_at": job.finished_at,
             "renders": [
                 {"id": r.id, "index": r.index, "state": r.state, "attempts": r.attempts,

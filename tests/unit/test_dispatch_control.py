@@ -193,3 +193,23 @@ def test_a_worker_that_keeps_failing_a_job_is_kept_off_it(embedded_farm, tmp_pat
     # another job is a fresh start for the broken worker
     _, other = _submit(embedded_farm, count=1)
     assert execute_render(broken, other[0]) is Outcome.RETRY
+
+
+def test_job_says_why_its_renders_wait(embedded_farm):
+    from farm.jobs.queries import job_report
+
+    job_id, _ = _submit(embedded_farm, count=1)
+    report = job_report(embedded_farm.session_factory, job_id)
+    assert report["waiting_reason"] == "no live worker serves queue 'sd1' (model tiny-sd, sd1)"
+    with transaction(embedded_farm.session_factory) as session:
+        register_worker(session, dataclasses.replace(_identity(), queues=["sdxl"]), heartbeat_seconds=10)
+    assert "no live worker serves queue 'sd1'" in job_report(embedded_farm.session_factory, job_id)["waiting_reason"]
+    with transaction(embedded_farm.session_factory) as session:
+        register_worker(session, dataclasses.replace(_identity("host-b:0"), queues=["sd1"]), heartbeat_seconds=10)
+    assert job_report(embedded_farm.session_factory, job_id)["waiting_reason"] is None
+    with transaction(embedded_farm.session_factory) as session:
+        set_draining(session, "host-b:0", True)
+    assert "draining" in job_report(embedded_farm.session_factory, job_id)["waiting_reason"]
+    with transaction(embedded_farm.session_factory) as session:
+        pause_job(session, job_id)
+    assert job_report(embedded_farm.session_factory, job_id)["waiting_reason"] == "the job is paused"
