@@ -165,9 +165,20 @@ def test_a_worker_that_keeps_failing_is_kept_off_the_job_and_the_other_finishes_
     # This worker's S3 secret is wrong: every image it makes fails to upload.
     bad_env = farm_environ(**{**settings, "FARM_S3_SECRET_ACCESS_KEY": "wrong-secret"}, **rules)
     job_id = submit_prompt(ctx, prompt="blocklist", seed=1, count=6, params={"steps": 4, "width": 64, "height": 64})
-    with farm_process("worker", "--name", "box:bad", env=bad_env, log_path=tmp_path / "bad.log"), \
-            farm_process("worker", "--name", "box:good", env=good_env, log_path=tmp_path / "good.log"):
-        wait_until(lambda: _job_status(ctx, job_id) in ("succeeded", "failed"), 240, "the job to finish")
+
+    def bad_failures():
+        from farm.db.models import JobWorkerFailure
+
+        with transaction(ctx.session_factory) as session:
+            return session.scalar(select(JobWorkerFailure.failures).where(
+                JobWorkerFailure.job_id == job_id, JobWorkerFailure.worker_name == "box:bad")) or 0
+
+    with farm_process("worker", "--name", "box:bad", env=bad_env, log_path=tmp_path / "bad.log"):
+        # Alone, the broken worker fails renders until it is kept off the job...
+        wait_until(lambda: bad_failures() >= 2, 120, "box:bad to be blocklisted")
+        with farm_process("worker", "--name", "box:good", env=good_env, log_path=tmp_path / "good.log"):
+            # ...and then the healthy one finishes it while box:bad keeps handing messages back.
+            wait_until(lambda: _job_status(ctx, job_id) in ("succeeded", "failed"), 240, "the job to finish")
     assert _job_status(ctx, job_id) == "succeeded"
     renders = _renders(ctx, job_id)
     assert {r.rendered_by for r in renders} == {"box:good"}
