@@ -29,7 +29,7 @@ from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
 from farm.render.engine import ModelSource, RenderEngine
 from farm.render.params import Txt2ImgParams
-from farm.render.png import encode_png, format_infotext, make_thumbnail
+from farm.render.png import THUMBNAIL_MIME_TYPE, encode_png, format_infotext, make_thumbnail
 from farm.storage import ObjectStorage, content_key
 
 log = logging.getLogger(__name__)
@@ -160,21 +160,13 @@ def _store(ctx: WorkerContext, plan: RenderPlan, image: Image.Image) -> StoredIm
     })
     thumbnail = make_thumbnail(image)
     key = content_key(png, ".png", namespace="images")
-    thumbnail_key = content_key(thumbnail, _thumbnail_suffix(thumbnail), namespace="thumbnails")
+    thumbnail_key = content_key(thumbnail, ".webp", namespace="thumbnails")
     # Objects first, row second: a crash in between leaves an object without a row (swept
     # later), never a row pointing at nothing.
     ctx.storage.put(key, png, "image/png")
-    ctx.storage.put(thumbnail_key, thumbnail, _thumbnail_type(thumbnail))
+    ctx.storage.put(thumbnail_key, thumbnail, THUMBNAIL_MIME_TYPE)
     return StoredImage(key=key, sha256=hashlib.sha256(png).hexdigest(), size_bytes=len(png),
                        thumbnail_key=thumbnail_key, width=image.width, height=image.height)
-
-
-def _thumbnail_suffix(data: bytes) -> str:
-    return ".webp" if data[8:12] == b"WEBP" else ".png" if data.startswith(b"\x89PNG") else ".jpg"
-
-
-def _thumbnail_type(data: bytes) -> str:
-    return {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg"}[_thumbnail_suffix(data)]
 
 
 def _job_cancelled(session: Session, job_id: int) -> bool:
