@@ -9,6 +9,7 @@ naming the key it came from, as Warehouse's `configure()` does.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from urllib.parse import urlparse
@@ -28,6 +29,7 @@ class SettingsError(InvalidInput):
     """A configuration key has a bad value; `field` is the key as the user wrote it."""
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -63,6 +65,22 @@ class Settings(BaseModel):
     # The embedded broker polls its folder; this bounds how long a queued render waits for pickup.
     embedded_broker_poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
 
+    # "diffusers" renders for real; "instant" returns a fixed small image at once, without
+    # loading a model: for measuring dispatch (bench/dispatch.py) and dry runs of a new farm.
+    render_engine: Literal["diffusers", "instant"] = "diffusers"
+    # Routing: a render goes to the queue named here for its model (by name) or its
+    # architecture (sd1, sd2, sdxl), else to the queue named after its architecture; upscale
+    # renders go to `upscale`. Lets ops give a model or architecture its own GPU pool, e.g.
+    # {"sdxl": "big-gpus", "tiny-sd": "cpu"}. In a FARM_ variable: "sdxl=big-gpus,tiny-sd=cpu".
+    queue_routes: dict[str, str] = Field(default_factory=dict)
+    # Warm-model-first routing: up to this many queued renders per worker go straight to a live
+    # worker that already holds their model in memory; the rest wait in the shared queue.
+    # 0 turns it off.
+    warm_queue_depth: Annotated[int, Field(ge=0, le=100)] = 2
+    # A queued render that waits this long while its queue is empty in the broker (a message
+    # lost in a broker restart, or an enqueue that failed after the commit) is sent again.
+    stranded_after_seconds: Annotated[int, Field(ge=2, le=86400)] = 60
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -90,6 +108,22 @@ class Settings(BaseModel):
                 raise ValueError("an S3 URL names a bucket: s3://bucket/optional/prefix")
         else:
             raise ValueError("must be file:///path or s3://bucket/prefix")
+        return value
+
+    @field_validator("queue_routes", mode="before")
+    @classmethod
+    def _queue_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an environment variable: "key=queue,key=queue"
+            pairs = [item.strip() for item in value.split(",") if item.strip()]
+            if any(pair.count("=") != 1 for pair in pairs):
+                raise ValueError("must be comma-separated MODEL_OR_ARCHITECTURE=QUEUE pairs")
+            value = dict(pair.split("=") for pair in pairs)
+        if isinstance(value, dict):
+            for key, queue in value.items():
+                if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue.strip()):
+                    raise ValueError(f"queue name {queue!r} for {key!r} must be letters, digits, '-' or '_' "
+                                     "(up to 64)")
+            value = {str(k).strip(): v.strip() for k, v in value.items()}
         return value
 
     @field_validator("s3_endpoint_url")
