@@ -24,7 +24,8 @@ FLAG_FOR_FIELD = {
     "prompt": "PROMPT", "negative_prompt": "--negative", "seed": "--seed", "steps": "--steps",
     "cfg_scale": "--cfg", "size": "--size", "width": "--size", "height": "--size", "sampler": "--sampler",
     "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
-    "gpu": "--gpu", "queues": "--queues",
+    "gpu": "--gpu", "gpus": "--gpus", "queues": "--queues",
+    "scale": "--scale", "upscaler": "--upscaler", "assets": "ASSET_IDS",
 }
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
@@ -64,6 +65,8 @@ def main() -> None:
     # Library chatter (optional backends it does not need) is not for the farm's users.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    # Nor are the libraries' loading bars: a worker's log is read by people and log collectors.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 # -- farm up --------------------------------------------------------------------------------
@@ -151,6 +154,31 @@ def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model
         prepare_database(ctx)
     job_id = submit_prompt(ctx, prompt=prompt, negative_prompt=negative, seed=seed, count=count,
                            params=params, model_name=model, campaign_name=campaign, priority=priority)
+    _finish_job(ctx, job_id, out_dir, detach)
+
+
+@main.command()
+@click.argument("asset_ids", nargs=-1, required=True, type=int)
+@click.option("--scale", default=2.0, type=float, show_default=True, help="Factor, above 1 and at most 8.")
+@click.option("--upscaler", default=None, help="Registered upscaler (default: the built-in lanczos).")
+@click.option("--priority", default=5, type=int, show_default=True, help="0 (low) to 9 (high).")
+@click.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--detach", is_flag=True, help="Print the job id and return without waiting.")
+def upscale(asset_ids, scale: float, upscaler: str | None, priority: int, out_dir: Path, detach: bool) -> None:
+    """Upscale existing assets (by id) and write the PNGs into --out."""
+    from farm.jobs.dispatch import submit_upscale_job
+    from farm.render.upscale import upscaled_size
+
+    upscaled_size(64, 64, scale)  # checks the factor before the database is opened
+    if not 0 <= priority <= 9:
+        raise InvalidInput("priority", "must be between 0 and 9")
+    ctx = _context()
+    job_id = submit_upscale_job(ctx, asset_ids=list(asset_ids), scale=scale, upscaler=upscaler, priority=priority)
+    _finish_job(ctx, job_id, out_dir, detach)
+
+
+def _finish_job(ctx, job_id: int, out_dir: Path, detach: bool) -> None:
+    """Print the job id (--detach), or wait for the job, write its images and exit 1 if it failed."""
     if detach:
         click.echo(job_id)
         return
@@ -189,7 +217,11 @@ def _write_outputs(ctx, job_id: int, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for asset in job_assets(ctx.session_factory, job_id):
-        path = out_dir / f"job{job_id}-{asset.render_index:03d}-seed{asset.seed}.png"
+        if asset.parent_asset_id:  # an upscale: name its source and its new size
+            name = f"job{job_id}-{asset.render_index:03d}-asset{asset.parent_asset_id}-{asset.width}x{asset.height}.png"
+        else:
+            name = f"job{job_id}-{asset.render_index:03d}-seed{asset.seed}.png"
+        path = out_dir / name
         path.write_bytes(ctx.storage.get(asset.storage_key))
         paths.append(path)
     return paths
@@ -210,7 +242,7 @@ def jobs_show(job_id: int, as_json: bool) -> None:
     from farm.jobs.queries import job_report
 
     ctx = _context()
-    report = job_report(ctx.session_factory, job_id, ctx.settings.heartbeat_seconds)
+    report = job_report(ctx.session_factory, job_id, ctx.settings.heartbeat_seconds, ctx.settings.queue_routes)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -271,15 +303,17 @@ def jobs_cancel(job_id: int) -> None:
 
 # -- farm worker / workers --------------------------------------------------------------------
 
-def _parse_queues(value: str | None) -> list[str]:
-    from farm.queue.app import ALL_QUEUES
+def _parse_queues(value: str | None, settings: Settings) -> list[str]:
+    from farm.queue.routing import known_queues
 
+    known = known_queues(settings)
     if not value:
-        return list(ALL_QUEUES)
+        return list(known)
     queues = [q.strip() for q in value.split(",") if q.strip()]
-    unknown = [q for q in queues if q not in ALL_QUEUES]
+    unknown = [q for q in queues if q not in known]
     if not queues or unknown:
-        raise InvalidInput("queues", f"unknown queue {unknown[0] if unknown else '(none)'}; known: {', '.join(ALL_QUEUES)}")
+        raise InvalidInput("queues", f"unknown queue {unknown[0] if unknown else '(none)'}; known: {', '.join(known)} "
+                                     "(more come from the queue_routes setting)")
     return queues
 
 
@@ -299,16 +333,39 @@ def _pin_device(gpu: str) -> str:
     return "cuda"
 
 
+def _supervise_gpu_workers(click_ctx: click.Context, gpus: str, queues: str | None, name: str | None) -> int:
+    """`farm worker --gpus`: one `farm worker --gpu N` child per GPU, restarted when it dies."""
+    import socket
+
+    from click.core import ParameterSource
+
+    from farm.queue.supervisor import gpu_worker_children, parse_gpus, worker_supervisor
+
+    if click_ctx.get_parameter_source("gpu") is not ParameterSource.DEFAULT:
+        raise InvalidInput("gpus", "give --gpu (one worker) or --gpus (one worker per GPU), not both")
+    if name is not None:
+        raise InvalidInput("gpus", "--name names one worker; with --gpus each worker is named HOST:GPU")
+    devices = parse_gpus(gpus)
+    settings = load_settings()  # bad settings stop us here, not once per child
+    children = gpu_worker_children(devices, socket.gethostname(), queues)
+    return worker_supervisor(children, settings).run()
+
+
 @main.group(invoke_without_command=True)
 @click.option("--gpu", default="cpu", show_default=True, help="GPU index to pin to, or 'cpu'.")
+@click.option("--gpus", default=None,
+              help="'all' or GPU indices (0,1): one worker process per GPU, restarted if it dies.")
 @click.option("--queues", default=None, help="Comma-separated queues (default: all).")
 @click.option("--name", default=None, help="Worker name (default HOST:GPU, or HOST:cpu-PID).")
 @click.pass_context
-def worker(click_ctx: click.Context, gpu: str, queues: str | None, name: str | None) -> None:
-    """Run a worker process pinned to one GPU (or the CPU); or manage one (drain, undrain)."""
+def worker(click_ctx: click.Context, gpu: str, gpus: str | None, queues: str | None, name: str | None) -> None:
+    """Run a worker process pinned to one GPU (or the CPU), or one per GPU (--gpus); or manage one
+    (drain, undrain)."""
     if click_ctx.invoked_subcommand is not None:
         return
-    queue_list = _parse_queues(queues)
+    if gpus is not None:
+        sys.exit(_supervise_gpu_workers(click_ctx, gpus, queues, name))
+    queue_list = _parse_queues(queues, load_settings())
     device = _pin_device(gpu)
     from farm.queue.worker import default_worker_name, run_worker
 
@@ -368,10 +425,12 @@ def workers(as_json: bool) -> None:
               help="Sweep storage for orphans every N lease checks.")
 @click.option("--once", is_flag=True, help="Check leases and sweep once, then exit.")
 def reaper(interval: float, sweep_every: int, once: bool) -> None:
-    """Re-queue renders whose worker died (their lease expired); delete orphaned objects."""
-    from farm.jobs.reaper import reap_expired_leases, sweep_orphans
+    """Re-queue renders whose worker died (their lease expired) or whose message was lost;
+    delete orphaned objects."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+    from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 
-    from sqlalchemy.exc import OperationalError
+    from farm.jobs.reaper import reap_expired_leases, resend_stranded, sweep_orphans
 
     ctx = _context()
     delay = interval
@@ -379,22 +438,27 @@ def reaper(interval: float, sweep_every: int, once: bool) -> None:
     while True:
         try:
             report = reap_expired_leases(ctx)
+            stranded = resend_stranded(ctx)
             checks += 1
             if once or checks % sweep_every == 0:
                 orphans = sweep_orphans(ctx)
                 if orphans:
                     click.echo(f"deleted {len(orphans)} orphaned objects")
-        except OperationalError as error:
+        except (DatabaseUnreachable, BrokerUnreachable) as error:
             if once:
                 raise
-            # The database is unreachable: say so, wait longer each time, never give up.
+            # The database or broker is unreachable: say so, wait longer each time, never give up.
+            what = "database" if isinstance(error, DatabaseUnreachable) else "broker"
             delay = min(delay * 2, 300)
-            click.echo(f"reaper: database unreachable ({error.orig}); retrying in {delay:.0f} s", err=True)
+            reason = getattr(error, "orig", None) or error
+            click.echo(f"reaper: {what} unreachable ({reason}); retrying in {delay:.0f} s", err=True)
             time.sleep(delay)
             continue
         delay = interval
         if report.requeued or report.failed:
             click.echo(f"requeued {report.requeued}, failed {report.failed}")
+        if stranded:
+            click.echo(f"sent again (message lost) {stranded}")
         if once:
             return
         time.sleep(interval)

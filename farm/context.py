@@ -46,12 +46,13 @@ class FarmContext:
 
 
 def prepare_database(ctx: FarmContext) -> None:
-    """Migrate, seed the license registry, and make sure the tiny default model is registered."""
+    """Migrate, seed the license registry, and register the tiny default model and built-in upscaler."""
     from farm.db import migrate
     from farm.licenses.registry import seed_licenses
-    from farm.models.bootstrap import ensure_tiny_model_registered
+    from farm.models.bootstrap import ensure_builtin_upscaler_registered, ensure_tiny_model_registered
 
     migrate.upgrade(ctx.db_engine)
     with transaction(ctx.session_factory) as session:
         seed_licenses(session)
     ensure_tiny_model_registered(ctx)
+    ensure_builtin_upscaler_registered(ctx)

@@ -205,6 +205,10 @@ class Render(Base):
     progress_step: Mapped[int] = mapped_column(default=0)
     progress_total: Mapped[int] = mapped_column(default=0)
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The queue its last message went to and when: the reaper re-sends a render whose message
+    # was lost (broker restart, enqueue failed after the commit, worker queue of a dead worker).
+    queue: Mapped[Optional[str]] = mapped_column(String(200))
+    last_enqueued_at: Mapped[Optional[datetime]]
     started_at: Mapped[Optional[datetime]]
     finished_at: Mapped[Optional[datetime]]
     error: Mapped[Optional[str]] = mapped_column(Text)

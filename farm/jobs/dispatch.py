@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from farm.campaigns.service import adhoc_campaign, get_campaign
 from farm.context import FarmContext
-from farm.db.models import Job, RegisteredModel, Render
+from farm.db.models import Render
 from farm.db.session import transaction
-from farm.jobs.service import JobRequest, submit_job
-from farm.queue.app import enqueue_render
+from farm.jobs.service import JobRequest, submit_job, submit_upscale
+from farm.queue.routing import send_renders
 from farm.templates.service import get_or_create_template
 
 # `farm render PROMPT` goes through a template like any other job: this one passes the prompt on.
@@ -26,16 +26,9 @@ DIRECT_PROMPT_TEMPLATE = "Direct prompt"
 def enqueue_job(ctx: FarmContext, job_id: int) -> int:
     """Send every queued render of a committed job to its queue; return how many were sent."""
     with transaction(ctx.session_factory) as session:
-        priority = session.get(Job, job_id).priority
-        rows = session.execute(
-            select(Render.id, RegisteredModel.architecture)
-            .join(RegisteredModel, Render.model_id == RegisteredModel.id)
-            .where(Render.job_id == job_id, Render.state == "queued")
-            .order_by(Render.index)
-        ).all()
-    for render_id, architecture in rows:
-        enqueue_render(ctx.celery, render_id, architecture, priority)
-    return len(rows)
+        render_ids = list(session.scalars(
+            select(Render.id).where(Render.job_id == job_id, Render.state == "queued").order_by(Render.index)))
+    return send_renders(ctx.celery, ctx.session_factory, render_ids)
 
 
 def submit_prompt(
@@ -63,5 +56,15 @@ def submit_prompt(
             seeds=[seed], images_per_seed=count, params=params or {}, priority=priority,
         ))
         job_id = job.id
+    enqueue_job(ctx, job_id)
+    return job_id
+
+
+def submit_upscale_job(ctx: FarmContext, *, asset_ids: list[int], scale: float, upscaler: str | None = None,
+                       priority: int = 5) -> int:
+    """Upscale existing assets (one render each) by `scale`; return the job id."""
+    with transaction(ctx.session_factory) as session:
+        options = {"upscaler_name": upscaler} if upscaler else {}
+        job_id = submit_upscale(session, source_asset_ids=asset_ids, scale=scale, priority=priority, **options).id
     enqueue_job(ctx, job_id)
     return job_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import logging
 import time
 import traceback
@@ -23,13 +24,16 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
-from farm.db.models import Asset, Job, JobWorkerFailure, Render
+from farm.db.models import Asset, Job, JobWorkerFailure, Render, Worker
 from farm.db.session import transaction
 from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
+from farm.queue.routing import shared_queue_for
+from farm.workers.registry import is_alive
 from farm.render.engine import ModelSource, RenderEngine
 from farm.render.params import Txt2ImgParams
-from farm.render.png import THUMBNAIL_MIME_TYPE, encode_png, format_infotext, make_thumbnail
+from farm.render.png import PARAMETERS_KEY, THUMBNAIL_MIME_TYPE, encode_png, format_infotext, make_thumbnail, read_png_text
+from farm.render.upscale import upscale_image
 from farm.storage import ObjectStorage, content_key
 
 log = logging.getLogger(__name__)
@@ -56,20 +60,38 @@ class WorkerContext:
     lease_seconds: int
     max_attempts: int
     blocklist_after: int
+    # How often workers heartbeat: says which workers still live when all may be blocklisted.
+    heartbeat_seconds: float = 10
+    # The settings' queue_routes: which shared queue a render belongs to (farm.queue.routing).
+    queue_routes: dict[str, str] = field(default_factory=dict)
     # Set while the registry says this worker drains: it takes no new render.
     draining: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
+class UpscaleInput:
+    source_asset_id: int
+    source_key: str
+    scale: float
+
+
+@dataclass(frozen=True)
 class RenderPlan:
-    """Everything needed to generate, copied out of the database before the model runs."""
+    """Everything needed to produce the image, copied out of the database before work starts."""
 
     render_id: int
     job_id: int
-    params: Txt2ImgParams
-    model: ModelSource
+    kind: str  # "txt2img" or "upscale"
+    model_name: str
+    model_sha256: str
     license_identifier: str
     attempt: int
+    progress_total: int
+    params: Txt2ImgParams | None = None     # txt2img
+    model: ModelSource | None = None        # txt2img: the checkpoint to load
+    upscale: UpscaleInput | None = None     # upscale: the source image and the factor
+    source_model_name: str | None = None    # upscale: the checkpoint that made the source
+    source_license: str | None = None
 
 
 def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
@@ -93,12 +115,22 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
             return None
         render = session.get(Render, render_id)
         model = render.model
+        common = dict(render_id=render.id, job_id=render.job_id, kind=render.kind, model_name=model.name,
+                      model_sha256=model.sha256, license_identifier=model.license.identifier,
+                      attempt=render.attempts, progress_total=render.progress_total)
+        if render.kind == "upscale":
+            source = session.get(Asset, render.params["source_asset_id"])
+            return RenderPlan(
+                **common, upscale=UpscaleInput(source_asset_id=source.id, source_key=source.storage_key,
+                                               scale=float(render.params["scale"])),
+                source_model_name=source.render.model.name,
+                source_license=source.render.model.license.identifier,
+            )
         fields = {k: render.params[k] for k in Txt2ImgParams.__dataclass_fields__}
         return RenderPlan(
-            render_id=render.id, job_id=render.job_id, params=Txt2ImgParams(**fields),
+            **common, params=Txt2ImgParams(**fields),
             model=ModelSource(name=model.name, path=Path(model.uri), architecture=model.architecture,
                               sha256=model.sha256),
-            license_identifier=model.license.identifier, attempt=render.attempts,
         )
 
 
@@ -152,12 +184,36 @@ class StoredImage:
     height: int
 
 
-def _store(ctx: WorkerContext, plan: RenderPlan, image: Image.Image) -> StoredImage:
-    infotext = format_infotext(plan.params, plan.model.name, plan.model.sha256)
-    png = encode_png(image, infotext, {
-        "render_id": plan.render_id, "job_id": plan.job_id, "model": plan.model.name,
-        "model_sha256": plan.model.sha256, "license": plan.license_identifier,
-    })
+@dataclass(frozen=True)
+class Produced:
+    image: Image.Image
+    infotext: str  # AUTOMATIC1111's "parameters" text
+    provenance: dict  # the PNG's "farm" chunk
+
+
+def _produce(ctx: WorkerContext, plan: RenderPlan) -> Produced:
+    provenance = {"render_id": plan.render_id, "job_id": plan.job_id, "model": plan.model_name,
+                  "model_sha256": plan.model_sha256, "license": plan.license_identifier}
+    if plan.kind == "upscale":
+        source_png = ctx.storage.get(plan.upscale.source_key)
+        with Image.open(io.BytesIO(source_png)) as source:
+            image = upscale_image(source, plan.upscale.scale)
+        source_info = read_png_text(source_png).get(PARAMETERS_KEY, "")
+        # A1111's extras tab names its postprocessing the same way.
+        postprocess = f"Postprocess upscale by: {plan.upscale.scale:g}, Postprocess upscaler: {plan.model_name}"
+        _progress_writer(ctx, plan.render_id)(1, 1)
+        return Produced(image, f"{source_info}, {postprocess}" if source_info else postprocess, {
+            **provenance, "kind": "upscale", "source_asset_id": plan.upscale.source_asset_id,
+            "source_model": plan.source_model_name, "source_license": plan.source_license,
+            "scale": plan.upscale.scale,
+        })
+    images = ctx.engine.txt2img(plan.model, plan.params, progress=_progress_writer(ctx, plan.render_id))
+    return Produced(images[0], format_infotext(plan.params, plan.model_name, plan.model_sha256), provenance)
+
+
+def _store(ctx: WorkerContext, produced: Produced) -> StoredImage:
+    image = produced.image
+    png = encode_png(image, produced.infotext, produced.provenance)
     thumbnail = make_thumbnail(image)
     key = content_key(png, ".png", namespace="images")
     thumbnail_key = content_key(thumbnail, ".webp", namespace="thumbnails")
@@ -180,7 +236,7 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
             return False
         finished = session.execute(
             update(Render).where(_owned(ctx, plan.render_id))
-            .values(state="succeeded", finished_at=utcnow(), progress_step=plan.params.steps,
+            .values(state="succeeded", finished_at=utcnow(), progress_step=plan.progress_total,
                     rendered_by=ctx.worker_name, lease_owner=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -190,6 +246,7 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
             render_id=plan.render_id, storage_key=stored.key, sha256=stored.sha256,
             size_bytes=stored.size_bytes, format="png", width=stored.width, height=stored.height,
             thumbnail_key=stored.thumbnail_key,
+            parent_asset_id=plan.upscale.source_asset_id if plan.upscale else None,
         ))
         refresh_job_status(session, plan.job_id)
     return True
@@ -211,6 +268,36 @@ def _is_blocklisted(ctx: WorkerContext, render_id: int) -> bool:
             .where(Render.id == render_id, JobWorkerFailure.worker_name == ctx.worker_name)
         )
     return (failures or 0) >= ctx.blocklist_after
+
+
+def _fail_if_every_worker_blocklisted(ctx: WorkerContext, render_id: int) -> bool:
+    """Fail the job's waiting renders when no live worker that serves them may take them.
+
+    Flamenco does the same: with every capable worker blocklisted, a render would otherwise
+    bounce between queue and workers for ever. A worker that starts later can still be given
+    the job again by resubmitting it.
+    """
+    with transaction(ctx.session_factory) as session:
+        render = session.get(Render, render_id)
+        queue = shared_queue_for(ctx.queue_routes, kind=render.kind, model_name=render.model.name,
+                                 architecture=render.model.architecture)
+        now = utcnow()
+        serving = {w.name for w in session.scalars(select(Worker).where(Worker.status == "online"))
+                   if queue in w.queues and is_alive(w, ctx.heartbeat_seconds, now)}
+        failures = {entry.worker_name: entry for entry in session.scalars(
+            select(JobWorkerFailure).where(JobWorkerFailure.job_id == render.job_id,
+                                           JobWorkerFailure.failures >= ctx.blocklist_after))}
+        if not serving or not serving <= set(failures):
+            return False
+        last_error = failures[ctx.worker_name].last_error if ctx.worker_name in failures else ""
+        message = (f"every live worker serving queue '{queue}' failed this job {ctx.blocklist_after} times and is "
+                   f"kept off it ({', '.join(sorted(serving))}); last error: {last_error}")
+        session.execute(update(Render).where(Render.job_id == render.job_id, Render.state == "queued")
+                        .values(state="failed", error=message, finished_at=now)
+                        .execution_options(synchronize_session=False))
+        refresh_job_status(session, render.job_id)
+    log.warning("job %s failed: %s", render.job_id, message)
+    return True
 
 
 def _count_failure(session: Session, ctx: WorkerContext, job_id: int, message: str) -> None:
@@ -244,14 +331,13 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
     if ctx.draining.is_set():
         return Outcome.HANDED_BACK
     if _is_blocklisted(ctx, render_id):
-        return Outcome.BLOCKLISTED
+        return Outcome.FAILED if _fail_if_every_worker_blocklisted(ctx, render_id) else Outcome.BLOCKLISTED
     plan = _lease(ctx, render_id)
     if plan is None:
         return Outcome.SKIPPED
     try:
         _mark_running(ctx, plan)
-        images = ctx.engine.txt2img(plan.model, plan.params, progress=_progress_writer(ctx, render_id))
-        stored = _store(ctx, plan, images[0])
+        stored = _store(ctx, _produce(ctx, plan))
     except RenderCancelled:
         with transaction(ctx.session_factory) as session:
             _end_cancelled(session, ctx, plan)

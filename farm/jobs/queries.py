@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, Render, Worker
 from farm.db.session import transaction
 from farm.errors import InvalidInput
-from farm.queue.app import queue_for
+from farm.queue.routing import shared_queue_for
 from farm.workers.registry import is_alive
 
 
@@ -68,6 +68,7 @@ class AssetSummary:
     width: int
     height: int
     approval_state: str
+    parent_asset_id: int | None = None
 
 
 def _summaries(rows) -> list[AssetSummary]:
@@ -75,7 +76,7 @@ def _summaries(rows) -> list[AssetSummary]:
         AssetSummary(asset_id=a.id, render_id=r.id, render_index=r.index, job_id=r.job_id,
                      seed=r.params["seed"], prompt=r.params["prompt"], storage_key=a.storage_key,
                      thumbnail_key=a.thumbnail_key, width=a.width, height=a.height,
-                     approval_state=a.approval_state)
+                     approval_state=a.approval_state, parent_asset_id=a.parent_asset_id)
         for a, r in rows
     ]
 
@@ -104,13 +105,15 @@ def render_counts(factory: sessionmaker[Session]) -> dict[str, int]:
         return dict(session.execute(select(Render.state, func.count()).group_by(Render.state)).all())
 
 
-def waiting_reason(session: Session, job: Job, heartbeat_seconds: float) -> str | None:
+def waiting_reason(session: Session, job: Job, heartbeat_seconds: float,
+                   queue_routes: dict[str, str] | None = None) -> str | None:
     """Why a job's queued renders are not being picked up, when the registry can tell."""
     if job.status == "paused":
         return "the job is paused"
     if not any(r.state == "queued" for r in job.renders):
         return None
-    queue = queue_for(job.model.architecture)
+    queue = shared_queue_for(queue_routes or {}, kind=job.kind, model_name=job.model.name,
+                             architecture=job.model.architecture)
     serving = [w for w in session.scalars(select(Worker)) if queue in w.queues and is_alive(w, heartbeat_seconds)]
     if not serving:
         return f"no live worker serves queue '{queue}' (model {job.model.name}, {job.model.architecture})"
@@ -119,7 +122,8 @@ def waiting_reason(session: Session, job: Job, heartbeat_seconds: float) -> str 
     return None
 
 
-def job_report(factory: sessionmaker[Session], job_id: int, heartbeat_seconds: float = 10) -> dict[str, Any]:
+def job_report(factory: sessionmaker[Session], job_id: int, heartbeat_seconds: float = 10,
+               queue_routes: dict[str, str] | None = None) -> dict[str, Any]:
     with transaction(factory) as session:
         job = session.scalar(
             select(Job).where(Job.id == job_id)
@@ -128,20 +132,22 @@ def job_report(factory: sessionmaker[Session], job_id: int, heartbeat_seconds: f
         if job is None:
             raise InvalidInput("job_id", f"no job {job_id}")
         return {
-            "id": job.id, "status": job.status, "campaign": job.campaign.name, "model": job.model.name,
+            "id": job.id, "kind": job.kind, "status": job.status, "campaign": job.campaign.name, "model": job.model.name,
             "model_sha256": job.model.sha256, "license": job.model.license.identifier,
             "priority": job.priority, "params": job.params, "created_at": job.created_at,
-            "waiting_reason": waiting_reason(session, job, heartbeat_seconds),
+            "waiting_reason": waiting_reason(session, job, heartbeat_seconds, queue_routes),
             "finished_at": job.finished_at,
             "renders": [
                 {"id": r.id, "index": r.index, "state": r.state, "attempts": r.attempts,
                  "progress_step": r.progress_step, "progress_total": r.progress_total,
-                 "rendered_by": r.rendered_by,
+                 "rendered_by": r.rendered_by, "kind": r.kind, "queue": r.queue,
                  "params": r.params, "error": r.error, "started_at": r.started_at,
                  "finished_at": r.finished_at,
                  "asset": None if r.asset is None else {
                      "id": r.asset.id, "storage_key": r.asset.storage_key, "sha256": r.asset.sha256,
-                     "thumbnail_key": r.asset.thumbnail_key, "approval_state": r.asset.approval_state}}
+                     "thumbnail_key": r.asset.thumbnail_key, "approval_state": r.asset.approval_state,
+                     "width": r.asset.width, "height": r.asset.height,
+                     "parent_asset_id": r.asset.parent_asset_id}}
                 for r in job.renders
             ],
         }

@@ -1,5 +1,5 @@
-"""The reaper: gives renders back to the queue when the worker holding them is gone, and
-sweeps objects that no asset refers to out of storage.
+"""The reaper: gives renders back to the queue when the worker holding them is gone, sends
+renders again whose message was lost, and sweeps objects that no asset refers to out of storage.
 
 A worker renews its lease on a render with every progress report. A lease that has expired
 means the worker died (or hangs); the render goes back to `queued` and a fresh message is sent.
@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from farm.context import FarmContext
 from farm.db.base import utcnow
-from farm.db.models import Asset, Job, RegisteredModel, Render
+from farm.db.models import Asset, Job, Render, Worker
 from farm.db.session import transaction
 from farm.jobs.service import refresh_job_status
-from farm.queue.app import enqueue_render
+from farm.queue.routing import WORKER_QUEUE_PREFIX, queue_depth, send_renders, worker_queue
+from farm.workers.registry import is_alive
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,15 @@ class ReapReport:
 
 def reap_expired_leases(ctx: FarmContext) -> ReapReport:
     now = utcnow()
-    requeue: list[tuple[int, str, int]] = []
+    requeue: list[int] = []
     failed: list[int] = []
     with transaction(ctx.session_factory) as session:
-        rows = session.execute(
-            select(Render, RegisteredModel.architecture, Job.priority)
-            .join(RegisteredModel, Render.model_id == RegisteredModel.id)
-            .join(Job, Render.job_id == Job.id)
+        rows = session.scalars(
+            select(Render)
             .where(Render.state.in_(("leased", "running")), Render.lease_expires_at < now)
-            .with_for_update(of=Render, skip_locked=True)
+            .with_for_update(skip_locked=True)
         ).all()
-        for render, architecture, priority in rows:
+        for render in rows:
             lost = f"worker {render.lease_owner} stopped reporting (lease expired)"
             if render.attempts >= ctx.settings.max_attempts:
                 render.state, render.finished_at = "failed", now
@@ -49,14 +48,52 @@ def reap_expired_leases(ctx: FarmContext) -> ReapReport:
             else:
                 render.state = "queued"
                 render.error = lost
-                requeue.append((render.id, architecture, priority))
+                requeue.append(render.id)
             render.lease_owner = None
             render.lease_expires_at = None
             session.flush()
             refresh_job_status(session, render.job_id)
-    for render_id, architecture, priority in requeue:
-        enqueue_render(ctx.celery, render_id, architecture, priority)
-    return ReapReport(requeued=[r[0] for r in requeue], failed=failed)
+    send_renders(ctx.celery, ctx.session_factory, requeue)
+    return ReapReport(requeued=requeue, failed=failed)
+
+
+def resend_stranded(ctx: FarmContext) -> list[int]:
+    """Send again the queued renders whose message is gone; return their ids.
+
+    A render is stranded when it has waited `stranded_after_seconds` since its last message and
+    - it never got one (the broker was down right after the job was committed), or
+    - its message went to the own queue of a worker that is no longer live and online, or
+    - its queue is empty in the broker (a broker restarted without persistence lost it).
+    A render that merely waits behind a long backlog is left alone: its queue is not empty.
+    Sending one twice is harmless anyway: the lease lets only one message do the work.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=ctx.settings.stranded_after_seconds)
+    with transaction(ctx.session_factory) as session:
+        waiting = session.execute(
+            select(Render.id, Render.queue, Render.last_enqueued_at)
+            .join(Job, Render.job_id == Job.id)
+            .where(Render.state == "queued", Job.status.not_in(("paused", "cancelled")),
+                   func.coalesce(Render.last_enqueued_at, Render.queued_at) < cutoff)
+        ).all()
+        if not waiting:
+            return []
+        taking_work = {worker_queue(w.name) for w in session.scalars(select(Worker).where(Worker.status == "online"))
+                       if is_alive(w, ctx.settings.heartbeat_seconds, now)}
+    depths: dict[str, int] = {}
+
+    def lost(queue: str | None, sent_at) -> bool:
+        if sent_at is None or queue is None:
+            return True
+        if queue.startswith(WORKER_QUEUE_PREFIX) and queue not in taking_work:
+            return True
+        if queue not in depths:
+            depths[queue] = queue_depth(ctx.celery, queue)
+        return depths[queue] == 0
+
+    stranded = [render_id for render_id, queue, sent_at in waiting if lost(queue, sent_at)]
+    send_renders(ctx.celery, ctx.session_factory, stranded)
+    return stranded
 
 
 SWEEP_BATCH = 500

@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from farm.audit.log import record_event
 from farm.db.base import utcnow
-from farm.db.models import FINISHED_RENDER_STATES, Campaign, Job, Render, TemplateVersion, User
+from farm.db.models import FINISHED_RENDER_STATES, Asset, Campaign, Job, Render, TemplateVersion, User
 from farm.errors import InvalidInput
 from farm.models.registry import get_model
 from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
+from farm.render.upscale import BUILTIN_UPSCALER, upscaled_size
 from farm.templates.service import expand
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -117,6 +118,53 @@ def submit_job(session: Session, request: JobRequest) -> Job:
                  actor=request.submitted_by,
                  after={"campaign": campaign.name, "model": model.name, "model_sha256": model.sha256,
                         "renders": len(renders), "params": params})
+    return job
+
+
+def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: float,
+                   upscaler_name: str = BUILTIN_UPSCALER, priority: int = 5,
+                   submitted_by: User | None = None) -> Job:
+    """An upscale job: one render per source asset, in the caller's transaction.
+
+    The job belongs to the campaign and template version of the first source; each output
+    asset points at its source as parent, and its render keeps the source's prompt and seed.
+    """
+    if not source_asset_ids:
+        raise InvalidInput("assets", "at least one asset is required")
+    if len(source_asset_ids) > MAX_RENDERS_PER_JOB:
+        raise InvalidInput("assets", f"at most {MAX_RENDERS_PER_JOB} assets per job")
+    if not 0 <= priority <= 9:
+        raise InvalidInput("priority", "must be between 0 and 9")
+    upscaler = get_model(session, upscaler_name, field="upscaler")
+    if upscaler.kind != "upscaler":
+        raise InvalidInput("upscaler", f"'{upscaler.name}' is a {upscaler.kind}, not an upscaler")
+    if upscaler.status != "active":
+        raise InvalidInput("upscaler", f"upscaler '{upscaler.name}' is {upscaler.status}")
+    renders: list[Render] = []
+    sources: list[tuple[Asset, Render]] = []
+    for asset_id in source_asset_ids:
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            raise InvalidInput("assets", f"no asset {asset_id}")
+        width, height = upscaled_size(asset.width, asset.height, scale)
+        source = asset.render
+        sources.append((asset, source))
+        renders.append(Render(
+            index=len(renders), kind="upscale", model_id=upscaler.id, progress_total=1,
+            params={"source_asset_id": asset.id, "scale": scale, "width": width, "height": height,
+                    "prompt": source.params.get("prompt", ""), "seed": source.params.get("seed")},
+        ))
+    first = sources[0][1].job
+    job = Job(
+        campaign_id=first.campaign_id, template_version_id=first.template_version_id, model_id=upscaler.id,
+        kind="upscale", variable_rows=[], seeds=[], formats=[], params={"scale": scale, "upscaler": upscaler.name},
+        priority=priority, submitted_by_id=submitted_by.id if submitted_by else None, renders=renders,
+    )
+    session.add(job)
+    session.flush()
+    record_event(session, action="job.submitted", entity_type="job", entity_id=job.id, actor=submitted_by,
+                 after={"kind": "upscale", "upscaler": upscaler.name, "upscaler_sha256": upscaler.sha256,
+                        "scale": scale, "sources": [a.id for a, _ in sources]})
     return job
 
 

@@ -35,14 +35,23 @@ def open_settings_storage(settings: Settings):
 
 
 def build_worker_context(settings: Settings, worker_name: str | None = None) -> WorkerContext:
+    if settings.render_engine == "instant":
+        # Imported here: only workers that ask for it need it.
+        from farm.render.instant import InstantEngine
+
+        engine = InstantEngine()
+    else:
+        engine = RenderEngine(device=resolve_device(settings))
     return WorkerContext(
         session_factory=make_session_factory(make_engine(settings.database_url)),
         storage=open_settings_storage(settings),
-        engine=RenderEngine(device=resolve_device(settings)),
+        engine=engine,
         worker_name=worker_name or f"{socket.gethostname()}:{os.getpid()}",
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         blocklist_after=settings.blocklist_after,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        queue_routes=dict(settings.queue_routes),
     )
 
 

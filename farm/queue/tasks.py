@@ -7,27 +7,37 @@ import time
 
 from celery import shared_task
 
+from farm.db.models import Render
+from farm.db.session import transaction
 from farm.jobs.execution import Outcome, execute_render
+from farm.queue.routing import send_renders
 from farm.queue.runtime import worker_context
 
 RETRY_BACKOFF_SECONDS = (5, 30, 120)
 BLOCKLISTED_PAUSE_SECONDS = 1.0
 
 
-@shared_task(name="farm.render", bind=True, acks_late=True, ignore_result=True, max_retries=None)
+@shared_task(name="farm.render", bind=True, acks_late=True, ignore_result=True)
 def render(self, render_id: int) -> str:
-    outcome = execute_render(worker_context(self.app), render_id)
-    if outcome is Outcome.HANDED_BACK:
-        # A fresh message on the same queue, for a worker that is not draining.
-        raise self.retry(countdown=0)
-    if outcome is Outcome.BLOCKLISTED:
-        # Put the message back at once, then stay busy for a moment: with prefetch 1 this worker
-        # fetches nothing meanwhile, so an idle worker that may render the job takes it. (A
-        # delayed retry would not do: the refusing worker would fetch and hold it until its ETA.)
-        self.retry(countdown=0, throw=False)
+    ctx = worker_context(self.app)
+    outcome = execute_render(ctx, render_id)
+    # A render that goes back to the queue gets a fresh message, routed again, and this one is
+    # acknowledged. Routing again (rather than Celery's retry, which republishes to the same
+    # queue) keeps it off this worker's own queue: another worker should have it.
+    if outcome is Outcome.HANDED_BACK:  # this worker drains
+        send_renders(self.app, ctx.session_factory, [render_id], avoid_worker=ctx.worker_name)
+    elif outcome is Outcome.BLOCKLISTED:
+        send_renders(self.app, ctx.session_factory, [render_id], avoid_worker=ctx.worker_name)
+        # Stay busy for a moment: with prefetch 1 this worker fetches nothing meanwhile, so an
+        # idle worker that may render the job takes the message.
         time.sleep(BLOCKLISTED_PAUSE_SECONDS)
-        return outcome.value
-    if outcome is Outcome.RETRY:
-        delay = RETRY_BACKOFF_SECONDS[min(self.request.retries, len(RETRY_BACKOFF_SECONDS) - 1)]
-        raise self.retry(countdown=delay)
+    elif outcome is Outcome.RETRY:
+        attempts_failed = _attempts(ctx, render_id)
+        delay = RETRY_BACKOFF_SECONDS[min(attempts_failed - 1, len(RETRY_BACKOFF_SECONDS) - 1)]
+        send_renders(self.app, ctx.session_factory, [render_id], avoid_worker=ctx.worker_name, countdown=delay)
     return outcome.value
+
+
+def _attempts(ctx, render_id: int) -> int:
+    with transaction(ctx.session_factory) as session:
+        return max(session.get(Render, render_id).attempts, 1)

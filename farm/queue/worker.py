@@ -11,15 +11,17 @@ import logging
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from celery import Celery
 from celery.worker import WorkController
+from sqlalchemy.exc import OperationalError
 
 from farm.db.session import transaction
 from farm.jobs.execution import WorkerContext
-from farm.queue.app import ALL_QUEUES
+from farm.queue.routing import known_queues, worker_queue
 from farm.queue.runtime import build_worker_context
 from farm.workers.registry import WorkerIdentity, mark_offline, record_heartbeat, register_worker
 
@@ -95,12 +97,34 @@ class Heartbeat(threading.Thread):
         self.join(timeout=self.interval + 5)
 
 
+REGISTER_RETRY_MAX_SECONDS = 30.0
+
+
+def _register(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: float) -> None:
+    """Register, waiting out a database that cannot be reached yet (1, 2, 4 ... 30 s apart).
+
+    A worker started before its database (a machine booting, a Postgres restart) should come up
+    when the database does, not crash and be restarted in a loop by its supervisor.
+    """
+    identity = _identity(ctx, queues)
+    delay = 1.0
+    while True:
+        try:
+            with transaction(ctx.session_factory) as session:
+                register_worker(session, identity, heartbeat_seconds)
+            return
+        except OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            log.warning("worker %s: database unreachable (%s); retrying in %.0f s", ctx.worker_name, reason, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, REGISTER_RETRY_MAX_SECONDS)
+
+
 @contextmanager
 def registered(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: float,
                on_drain: Callable[[], None]) -> Iterator[None]:
     """Register the worker, heartbeat while the block runs, and mark it offline after."""
-    with transaction(ctx.session_factory) as session:
-        register_worker(session, _identity(ctx, queues), heartbeat_seconds)
+    _register(ctx, queues, heartbeat_seconds)
     heartbeat = Heartbeat(ctx, heartbeat_seconds, on_drain)
     heartbeat.start()
     try:
@@ -124,15 +148,17 @@ def run_worker(app: Celery, queues: Sequence[str], worker_name: str) -> None:
     ctx = build_worker_context(app.settings, worker_name=worker_name)
     app.farm_worker_context = ctx
     node = _node_name(worker_name)
+    # The shared queues of its pool, and its own queue for renders of models it holds warm.
+    consumed = [*queues, worker_queue(worker_name)]
 
     def stop_consuming() -> None:
         # Drain: the worker finishes what it holds and takes nothing more from its queues.
-        for queue in queues:
+        for queue in consumed:
             app.control.cancel_consumer(queue, destination=[node])
 
     with registered(ctx, queues, app.settings.heartbeat_seconds, stop_consuming):
         worker = app.Worker(
-            hostname=node, queues=list(queues), pool="solo", concurrency=1,
+            hostname=node, queues=consumed, pool="solo", concurrency=1,
             prefetch_multiplier=1, loglevel="INFO", optimization="fair",
         )
         worker.start()
@@ -150,12 +176,14 @@ class _ThreadWorkController(WorkController):
 
 
 @contextmanager
-def in_process_worker(app: Celery, queues: Sequence[str] = ALL_QUEUES) -> Iterator[WorkController]:
+def in_process_worker(app: Celery, queues: Sequence[str] | None = None) -> Iterator[WorkController]:
     """A worker on a background thread of this process, for the embedded farm."""
+    queues = list(queues or known_queues(app.settings))
     ctx = build_worker_context(app.settings, worker_name=default_worker_name("embedded"))
     app.farm_worker_context = ctx
     worker = _ThreadWorkController(
-        app=app, hostname=_node_name(ctx.worker_name), queues=list(queues), pool="solo",
+        app=app, hostname=_node_name(ctx.worker_name), queues=[*queues, worker_queue(ctx.worker_name)],
+        pool="solo",
         concurrency=1, prefetch_multiplier=1, loglevel="WARNING", without_heartbeat=True,
         without_mingle=True, without_gossip=True,
     )

@@ -212,6 +212,11 @@ class RenderEngine:
 
     def _load_pipeline(self, model: ModelSource):
         import diffusers
+        import transformers
+
+        # "Loading pipeline components" / "Loading weights" bars would fill worker logs.
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
 
         pipeline_class = getattr(diffusers, _PIPELINE_CLASSES[model.architecture])
         extra = {"add_watermarker": False} if model.architecture == "sdxl" else {
