@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +43,7 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 _SD2_CROSS_ATTENTION_DIM = 1024
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,10 +158,46 @@ class RenderEngine:
             seeds = [params.seed + i for i in range(batch_count)]
             counter = _StepCounter(params.steps, batch_count, progress)
             images: list[Image.Image] = []
-            for start in range(0, batch_count, self.max_batch_size):
-                chunk = seeds[start : start + self.max_batch_size]
-                images.extend(self._generate(loaded, params, chunk, counter))
+            size = (params.width, params.height)
+            batch = min(self.max_batch_size, loaded.batch_limits.get(size, self.max_batch_size))
+            while len(images) < batch_count:
+                chunk = seeds[len(images) : len(images) + batch]
+                try:
+                    images.extend(self._generate(loaded, params, chunk, counter))
+                except torch.OutOfMemoryError:
+                    counter.abandon_call()
+                    self._free_cached_memory()
+                    batch = self._after_out_of_memory(loaded, size, len(chunk))
             return images
+
+    def _after_out_of_memory(self, loaded: _LoadedModel, size: tuple[int, int], failed_batch: int) -> int:
+        """The batch size to try after a CUDA out-of-memory error, or raise it again.
+
+        Halve the batch, and remember the limit for this model and size so the next render does
+        not hit the wall again; at one image, switch the VAE to tiled decoding once (the decode of
+        a large image is the usual peak). Sliced attention is not used: with PyTorch's SDPA it
+        saves little and slows renders badly (diffusers' own warning). Past that the error goes
+        up: the render fails this attempt and is retried, perhaps on a worker with more memory.
+        """
+        if failed_batch > 1:
+            batch = failed_batch // 2
+            loaded.batch_limits[size] = batch
+            log.warning("%s: out of GPU memory at batch %d (%dx%d); retrying at batch %d",
+                        loaded.model.name, failed_batch, *size, batch)
+            return batch
+        if not loaded.low_memory:
+            loaded.low_memory = True
+            loaded.pipeline.vae.enable_tiling()
+            log.warning("%s: out of GPU memory for one %dx%d image; retrying with tiled VAE decoding",
+                        loaded.model.name, *size)
+            return 1
+        raise torch.OutOfMemoryError(
+            f"{loaded.model.name}: one {size[0]}x{size[1]} image does not fit in GPU memory, even with VAE tiling")
+
+    def _free_cached_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def loaded_model_names(self) -> list[str]:
         """Names of the models held in memory, most recently used last.
@@ -238,9 +276,7 @@ class RenderEngine:
     def _evict_oldest(self) -> None:
         _, loaded = self._pipelines.popitem(last=False)
         del loaded
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        self._free_cached_memory()
 
 
 @dataclass
@@ -248,6 +284,9 @@ class _LoadedModel:
     model: ModelSource
     pipeline: object
     scheduler_config: dict  # the model's own, kept apart from the per-request scheduler
+    # Learned from out-of-memory errors: the largest batch that fits, by (width, height).
+    batch_limits: dict[tuple[int, int], int] = field(default_factory=dict)
+    low_memory: bool = False  # tiled VAE decoding switched on after an OOM at one image
 
 
 class _StepCounter:
@@ -264,6 +303,10 @@ class _StepCounter:
     def start_call(self, images: int) -> None:
         self.images_done += self.images_in_call
         self.images_in_call = images
+
+    def abandon_call(self) -> None:
+        """The call failed and will be made again: its images are not done."""
+        self.images_in_call = 0
 
     def on_step_end(self, pipeline, index: int, timestep, callback_kwargs: dict) -> dict:
         if self.progress is not None:

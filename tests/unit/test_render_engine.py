@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from farm.errors import InvalidInput  # noqa: E402
 from farm.render.engine import ModelSource, RenderEngine, detect_architecture  # noqa: E402
@@ -199,6 +200,72 @@ def test_progress_counts_over_the_whole_batch(tiny_sd):
                                            progress=lambda *a: together.append(a))
     assert one_by_one == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert together == [(2, 4), (4, 4)]
+
+
+# ---------------------------------------------------------------- out of GPU memory
+# A GPU that fits only so much is simulated where the memory would run out: hooks on the real
+# diffusers modules raise torch's own OutOfMemoryError, as CUDA's allocator does.
+
+
+def _pipeline(engine: RenderEngine):
+    return next(iter(engine._pipelines.values())).pipeline
+
+
+def _fit_unet_batches_up_to(engine, images: int, raised: list):
+    def hook(module, args):
+        if args[0].shape[0] > 2 * images:  # classifier-free guidance runs two rows per image
+            raised.append(args[0].shape[0] // 2)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return _pipeline(engine).unet.register_forward_pre_hook(hook)
+
+
+def test_out_of_memory_halves_the_batch_and_remembers_it(tiny_sd):
+    engine = RenderEngine(max_batch_size=4)
+    params = dataclasses.replace(PARAMS, steps=2)
+    engine.txt2img(source(tiny_sd), params)  # loads the model
+    raised, progress = [], []
+    handle = _fit_unet_batches_up_to(engine, 2, raised)
+    try:
+        images = engine.txt2img(source(tiny_sd), params, batch_count=5, progress=lambda *a: progress.append(a))
+        assert raised == [4]  # one failure at 4, then batches of 2, 2 and 1
+        assert progress[-1] == (10, 10) and progress == sorted(progress)
+        alone = RenderEngine().txt2img(source(tiny_sd), params, batch_count=5)
+        for got, want in zip(images, alone):
+            assert np.abs(pixels(got) - pixels(want)).max() <= 2
+        engine.txt2img(source(tiny_sd), params, batch_count=4)
+        assert raised == [4]  # the next render starts at the batch that fits
+    finally:
+        handle.remove()
+
+
+def test_out_of_memory_at_one_image_switches_to_low_memory_mode_once(tiny_sd):
+    engine = RenderEngine()
+    engine.txt2img(source(tiny_sd), PARAMS)
+    pipeline = _pipeline(engine)
+    expected = engine.txt2img(source(tiny_sd), PARAMS)[0]
+    decodes_refused = []
+
+    def full_resolution_decode_does_not_fit(module, args):
+        if not pipeline.vae.use_tiling:
+            decodes_refused.append(args[0].shape)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
+    handle = pipeline.vae.decoder.register_forward_pre_hook(full_resolution_decode_does_not_fit)
+    try:
+        image = engine.txt2img(source(tiny_sd), PARAMS)[0]
+    finally:
+        handle.remove()
+    assert len(decodes_refused) == 1 and pipeline.vae.use_tiling
+    # At 64x64 the tiled decode is one tile: the same image.
+    assert np.abs(pixels(image) - pixels(expected)).max() <= 2
+
+    refused = pipeline.unet.register_forward_pre_hook(
+        lambda module, args: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory")))
+    try:
+        with pytest.raises(torch.OutOfMemoryError, match="does not fit in GPU memory, even with VAE tiling"):
+            engine.txt2img(source(tiny_sd), PARAMS)
+    finally:
+        refused.remove()
 
 
 def test_sdxl_model_renders_through_the_sdxl_pipeline(tiny_sdxl):
