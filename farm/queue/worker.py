@@ -19,6 +19,7 @@ from celery import Celery
 from celery.worker import WorkController
 from sqlalchemy.exc import OperationalError
 
+from farm.db.migrate import schema_problem
 from farm.db.session import transaction
 from farm.jobs.execution import WorkerContext
 from farm.queue.routing import known_queues, worker_queue
@@ -101,23 +102,29 @@ REGISTER_RETRY_MAX_SECONDS = 30.0
 
 
 def _register(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: float) -> None:
-    """Register, waiting out a database that cannot be reached yet (1, 2, 4 ... 30 s apart).
+    """Register, waiting (1, 2, 4 ... 30 s apart) for a database that cannot be reached yet or
+    whose schema is not yet migrated to this code's revision.
 
-    A worker started before its database (a machine booting, a Postgres restart) should come up
-    when the database does, not crash and be restarted in a loop by its supervisor.
+    A worker started before its database (a machine booting, a Postgres restart, a deploy whose
+    migration job has not finished) should come up when the database is ready, not crash and be
+    restarted in a loop by its supervisor.
     """
     identity = _identity(ctx, queues)
+    engine = ctx.session_factory.kw["bind"]
     delay = 1.0
     while True:
         try:
-            with transaction(ctx.session_factory) as session:
-                register_worker(session, identity, heartbeat_seconds)
-            return
+            problem = schema_problem(engine)
+            if problem is None:
+                with transaction(ctx.session_factory) as session:
+                    register_worker(session, identity, heartbeat_seconds)
+                return
+            log.warning("worker %s: %s; retrying in %.0f s", ctx.worker_name, problem, delay)
         except OperationalError as error:
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             log.warning("worker %s: database unreachable (%s); retrying in %.0f s", ctx.worker_name, reason, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, REGISTER_RETRY_MAX_SECONDS)
+        time.sleep(delay)
+        delay = min(delay * 2, REGISTER_RETRY_MAX_SECONDS)
 
 
 @contextmanager
