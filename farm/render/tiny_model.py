@@ -44,6 +44,19 @@ def build_tiny_sdxl(dest: Path, configs_dir: Path | None = None) -> Path:
     return _ensure(Path(dest), _config_folder(configs_dir, "tiny-model-sdxl"), _build_sdxl_pipeline)
 
 
+def ensure_random_model(dest: Path, config_folder: Path) -> Path:
+    """Build any random-weight model described by a config folder like configs/tiny-model/
+    (for example configs/random-sd15/, real SD 1.5 sizes for GPU checks and benchmarks)."""
+    config_folder = Path(config_folder)
+    if not (config_folder / "build.json").is_file():
+        raise InvalidInput("config_folder", f"no build.json in {config_folder}")
+    pipeline = _read_json(config_folder / "build.json")["pipeline"]
+    builders = {"StableDiffusionPipeline": _build_sd_pipeline, "StableDiffusionXLPipeline": _build_sdxl_pipeline}
+    if pipeline not in builders:
+        raise InvalidInput("config_folder", f"{config_folder}: pipeline {pipeline!r} is not one of {', '.join(builders)}")
+    return _ensure(Path(dest), config_folder, builders[pipeline])
+
+
 def _config_folder(configs_dir: Path | None, name: str) -> Path:
     folder = Path(configs_dir or DEFAULT_CONFIGS_DIR) / name
     if not (folder / "build.json").is_file():

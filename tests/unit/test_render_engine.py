@@ -24,6 +24,7 @@ from farm.render.tiny_model import (  # noqa: E402
     TINY_MODEL_NAME,
     TINY_SDXL_MODEL_NAME,
     build_tiny_sdxl,
+    ensure_random_model,
     ensure_tiny_model,
 )
 
@@ -101,6 +102,22 @@ def test_tiny_model_replaces_a_stale_build_but_never_a_foreign_folder(tmp_path):
         ensure_tiny_model(foreign)
     assert raised.value.field == "dest"
     assert (foreign / "model_index.json").read_text() == "{}"
+
+
+def test_any_config_folder_builds_a_random_model(tmp_path):
+    """configs/random-sd15 (real SD 1.5 sizes, for GPU checks) builds the same way; too big for CI,
+    so this builds the tiny configs through the same entry point, and checks the big one's shape."""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    built = ensure_random_model(tmp_path / "m", configs / "tiny-model")
+    assert detect_architecture(built) == "sd1"
+    assert files_digest(built) == files_digest(ensure_tiny_model(tmp_path / "tiny"))
+    sd15 = json.loads((configs / "random-sd15" / "unet.json").read_text())
+    assert sd15["block_out_channels"] == [320, 640, 1280, 1280] and sd15["cross_attention_dim"] == 768
+    bad = tmp_path / "bad"
+    shutil.copytree(configs / "tiny-model", bad)
+    (bad / "build.json").write_text(json.dumps({"name": "x", "pipeline": "FluxPipeline", "torch_seed": 1}))
+    with pytest.raises(InvalidInput, match="FluxPipeline"):
+        ensure_random_model(tmp_path / "never", bad)
 
 
 def test_tokenizer_is_clip_layout(tiny_sd):
