@@ -95,6 +95,23 @@ def mark_offline(session: Session, name: str) -> None:
     record_event(session, action="worker.stopped", entity_type="worker", entity_id=name)
 
 
+def mark_dead(session: Session, name: str, *, registered_since: datetime, exit_code: int) -> bool:
+    """Mark NAME offline because its process is known to have died (its supervisor reaped it).
+
+    Otherwise a restarted worker is refused its own name until the dead one has been silent for
+    HEARTBEATS_BEFORE_GONE beats. Only a registration made at or after `registered_since` (when
+    the supervisor first started a process under this name) is touched: an older row is another
+    process's. Returns whether the row was changed.
+    """
+    worker = session.scalar(select(Worker).where(Worker.name == name).with_for_update())
+    if worker is None or worker.status == "offline" or worker.started_at < registered_since:
+        return False
+    worker.status = "offline"
+    record_event(session, action="worker.died", entity_type="worker", entity_id=name,
+                 after={"exit_code": exit_code})
+    return True
+
+
 def set_draining(session: Session, name: str, draining: bool) -> Worker:
     """Drain: finish the current render, take no more. Undrain: take work again."""
     worker = _worker(session, name)
