@@ -25,7 +25,7 @@ FLAG_FOR_FIELD = {
     "cfg_scale": "--cfg", "size": "--size", "width": "--size", "height": "--size", "sampler": "--sampler",
     "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
     "gpu": "--gpu", "gpus": "--gpus", "queues": "--queues",
-    "scale": "--scale", "upscaler": "--upscaler", "assets": "ASSET_IDS",
+    "scale": "--scale", "upscaler": "--upscaler", "assets": "ASSET_IDS", "name": "--name",
 }
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1

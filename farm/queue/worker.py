@@ -21,10 +21,11 @@ from sqlalchemy.exc import OperationalError
 
 from farm.db.migrate import schema_problem
 from farm.db.session import transaction
+from farm.errors import InvalidInput
 from farm.jobs.execution import WorkerContext
 from farm.queue.routing import known_queues, worker_queue
 from farm.queue.runtime import build_worker_context
-from farm.workers.registry import WorkerIdentity, mark_offline, record_heartbeat, register_worker
+from farm.workers.registry import HEARTBEATS_BEFORE_GONE, WorkerIdentity, mark_offline, record_heartbeat, register_worker
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,14 @@ def _register(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: floa
 
     A worker started before its database (a machine booting, a Postgres restart, a deploy whose
     migration job has not finished) should come up when the database is ready, not crash and be
-    restarted in a loop by its supervisor.
+    restarted in a loop by its supervisor. Likewise a worker whose name still looks taken: after
+    a crash or a container restart the old row heartbeated moments ago, and it takes
+    HEARTBEATS_BEFORE_GONE silent beats to count as gone. Only a name still taken after that
+    is a real second worker on the same GPU, and stops this one.
     """
     identity = _identity(ctx, queues)
     engine = ctx.session_factory.kw["bind"]
+    name_taken_until = None
     delay = 1.0
     while True:
         try:
@@ -123,6 +128,18 @@ def _register(ctx: WorkerContext, queues: Sequence[str], heartbeat_seconds: floa
         except OperationalError as error:
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             log.warning("worker %s: database unreachable (%s); retrying in %.0f s", ctx.worker_name, reason, delay)
+        except InvalidInput as error:
+            if error.field != "name":
+                raise
+            now = time.monotonic()
+            if name_taken_until is None:
+                name_taken_until = now + heartbeat_seconds * (HEARTBEATS_BEFORE_GONE + 1)
+            if now >= name_taken_until:
+                raise
+            log.warning("worker %s: %s; waiting in case that was this worker before a restart",
+                        ctx.worker_name, error.message)
+            time.sleep(min(heartbeat_seconds, name_taken_until - now))
+            continue
         time.sleep(delay)
         delay = min(delay * 2, REGISTER_RETRY_MAX_SECONDS)
 

@@ -58,3 +58,27 @@ def test_worker_waits_for_an_unreachable_database_then_works(farm_home, postgres
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_second_worker_with_a_live_name_waits_out_the_old_beats_then_stops(farm_home, postgres_url, redis_url,
+                                                                             tmp_path):
+    env = farm_environ(FARM_HOME=str(farm_home), FARM_DATABASE_URL=postgres_url, FARM_BROKER_URL=redis_url,
+                       FARM_HEARTBEAT_SECONDS="1")
+    assert run_farm("db", "upgrade", env=env).returncode == 0
+    ctx = FarmContext(load_settings({k: v for k, v in env.items() if k.startswith("FARM_")}))
+    try:
+        with farm_process("worker", "--name", "dup:0", env=env, log_path=tmp_path / "first.log") as first:
+            def online():
+                with transaction(ctx.session_factory) as session:
+                    return session.query(Worker).filter_by(name="dup:0", status="online").one_or_none()
+
+            wait_until(online, 90, "the first worker to register")
+            # The first still heartbeats: the second waits out the beats a dead one would miss,
+            # then stops with the reason, rather than taking over a live worker's name.
+            second = run_farm("worker", "--name", "dup:0", env=env, timeout=120)
+            assert second.returncode == 2, second.stderr
+            assert "waiting in case that was this worker before a restart" in second.stderr
+            assert "error: --name: worker dup:0 is already running" in second.stderr
+            assert first.poll() is None
+    finally:
+        ctx.db_engine.dispose()
