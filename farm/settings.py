@@ -65,6 +65,11 @@ class Settings(BaseModel):
     # The embedded broker polls its folder; this bounds how long a queued render waits for pickup.
     embedded_broker_poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
 
+    # Models a worker keeps warm (loaded), least recently used out first: at most this many, and
+    # at most this much memory for their weights (0: half the GPU's memory, a quarter of RAM on CPU).
+    model_cache_models: Annotated[int, Field(ge=1, le=32)] = 2
+    model_cache_gib: Annotated[float, Field(ge=0, le=4096)] = 0
+
     # "diffusers" renders for real; "instant" returns a fixed small image at once, without
     # loading a model: for measuring dispatch (bench/dispatch.py) and dry runs of a new farm.
     render_engine: Literal["diffusers", "instant"] = "diffusers"

@@ -41,7 +41,10 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
 
         engine = InstantEngine()
     else:
-        engine = RenderEngine(device=resolve_device(settings))
+        engine = RenderEngine(
+            device=resolve_device(settings), max_cached_models=settings.model_cache_models,
+            model_cache_bytes=int(settings.model_cache_gib * 2**30) or None,
+        )
     return WorkerContext(
         session_factory=make_session_factory(make_engine(settings.database_url)),
         storage=open_settings_storage(settings),

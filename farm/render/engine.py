@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import math
 import threading
 from collections import OrderedDict
@@ -124,6 +125,7 @@ class RenderEngine:
         dtype: torch.dtype | None = None,
         max_cached_models: int = 2,
         max_batch_size: int = 1,
+        model_cache_bytes: int | None = None,
     ):
         if isinstance(max_cached_models, bool) or not isinstance(max_cached_models, int) or max_cached_models < 1:
             raise InvalidInput("max_cached_models", f"must be a whole number of at least 1, got {max_cached_models!r}")
@@ -131,8 +133,14 @@ class RenderEngine:
             raise InvalidInput("max_batch_size", f"must be a whole number of at least 1, got {max_batch_size!r}")
         self.device = torch.device(device)
         self.dtype = dtype if dtype is not None else (torch.float16 if self.device.type == "cuda" else torch.float32)
+        if model_cache_bytes is not None and (isinstance(model_cache_bytes, bool) or not isinstance(model_cache_bytes, int)
+                                              or model_cache_bytes < 1):
+            raise InvalidInput("model_cache_bytes", f"must be a positive whole number, got {model_cache_bytes!r}")
         self.max_cached_models = max_cached_models
         self.max_batch_size = max_batch_size
+        # Warm models are bounded by count and by the memory their weights take: by default
+        # half of the GPU's memory (the rest is for activations), or a quarter of RAM on a CPU.
+        self.model_cache_bytes = model_cache_bytes or _default_cache_bytes(self.device)
         self._pipelines: OrderedDict[tuple[str, str], _LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -179,6 +187,11 @@ class RenderEngine:
         saves little and slows renders badly (diffusers' own warning). Past that the error goes
         up: the render fails this attempt and is retried, perhaps on a worker with more memory.
         """
+        if len(self._pipelines) > 1:
+            # Other warm models hold memory this render needs: let them go before shrinking.
+            self._evict_oldest(keep=loaded)
+            log.warning("%s: out of GPU memory; unloaded a warm model to make room", loaded.model.name)
+            return failed_batch
         if failed_batch > 1:
             batch = failed_batch // 2
             loaded.batch_limits[size] = batch
@@ -241,12 +254,21 @@ class RenderEngine:
         if loaded is not None:
             self._pipelines.move_to_end(key)
             return loaded
-        while len(self._pipelines) >= self.max_cached_models:
+        # Make room first, by an estimate from the files; then by the measured size.
+        expected = _weight_file_bytes(Path(model.path))
+        while self._pipelines and (len(self._pipelines) >= self.max_cached_models
+                                   or self.cached_bytes() + expected > self.model_cache_bytes):
             self._evict_oldest()
         pipeline = self._load_pipeline(model)
-        loaded = _LoadedModel(model, pipeline, dict(pipeline.scheduler.config))
+        loaded = _LoadedModel(model, pipeline, dict(pipeline.scheduler.config), weight_bytes=_weight_bytes(pipeline))
         self._pipelines[key] = loaded
+        while len(self._pipelines) > 1 and self.cached_bytes() > self.model_cache_bytes:
+            self._evict_oldest()
         return loaded
+
+    def cached_bytes(self) -> int:
+        """Memory taken by the weights of the models held warm."""
+        return sum(loaded.weight_bytes for loaded in list(self._pipelines.values()))
 
     def _load_pipeline(self, model: ModelSource):
         import diffusers
@@ -273,9 +295,9 @@ class RenderEngine:
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
 
-    def _evict_oldest(self) -> None:
-        _, loaded = self._pipelines.popitem(last=False)
-        del loaded
+    def _evict_oldest(self, keep: _LoadedModel | None = None) -> None:
+        key = next(k for k, v in self._pipelines.items() if v is not keep)
+        del self._pipelines[key]
         self._free_cached_memory()
 
 
@@ -284,6 +306,7 @@ class _LoadedModel:
     model: ModelSource
     pipeline: object
     scheduler_config: dict  # the model's own, kept apart from the per-request scheduler
+    weight_bytes: int = 0  # memory its weights take on the device
     # Learned from out-of-memory errors: the largest batch that fits, by (width, height).
     batch_limits: dict[tuple[int, int], int] = field(default_factory=dict)
     low_memory: bool = False  # tiled VAE decoding switched on after an OOM at one image
@@ -318,6 +341,25 @@ class _StepCounter:
                 self.reported = done
                 self.progress(done, self.total)
         return callback_kwargs
+
+
+def _default_cache_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device.index or 0).total_memory // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _weight_bytes(pipeline) -> int:
+    total = 0
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in component.parameters())
+            total += sum(t.numel() * t.element_size() for t in component.buffers())
+    return total
+
+
+def _weight_file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*.safetensors"))
 
 
 def _read_json_or_none(path: Path) -> dict | None:

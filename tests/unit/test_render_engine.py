@@ -315,6 +315,52 @@ def test_models_are_cached_lru(tiny_sd, tiny_sdxl):
     assert two.loaded_model_names() == [TINY_SDXL_MODEL_NAME, TINY_MODEL_NAME]
 
 
+def test_the_model_cache_is_bounded_by_memory_too(tiny_sd, tiny_sdxl):
+    sd, xl = source(tiny_sd), source(tiny_sdxl, name=TINY_SDXL_MODEL_NAME, architecture="sdxl")
+    probe = RenderEngine()
+    probe.txt2img(sd, PARAMS)
+    sd_bytes = probe.cached_bytes()
+    # The tiny model's weights in float32: what its safetensors files hold, plus a few buffers
+    # (position ids) that are not saved.
+    saved = sum(p.stat().st_size for p in tiny_sd.rglob("*.safetensors")) - _safetensors_headers(tiny_sd)
+    assert saved <= sd_bytes < saved * 1.01
+    roomy = RenderEngine(max_cached_models=4, model_cache_bytes=10 * sd_bytes + (1 << 20))
+    roomy.txt2img(sd, PARAMS)
+    roomy.txt2img(xl, PARAMS)
+    assert roomy.loaded_model_names() == [TINY_MODEL_NAME, TINY_SDXL_MODEL_NAME]
+    tight = RenderEngine(max_cached_models=4, model_cache_bytes=sd_bytes + 1)
+    tight.txt2img(sd, PARAMS)
+    tight.txt2img(xl, PARAMS)  # does not fit beside tiny-sd: the older one goes
+    assert tight.loaded_model_names() == [TINY_SDXL_MODEL_NAME]
+
+
+def _safetensors_headers(folder: Path) -> int:
+    # Each safetensors file starts with an 8-byte length and a JSON header of that length.
+    return sum(8 + int.from_bytes(p.read_bytes()[:8], "little") for p in folder.rglob("*.safetensors"))
+
+
+def test_out_of_memory_first_unloads_other_warm_models(tiny_sd, tiny_sdxl):
+    sd, xl = source(tiny_sd), source(tiny_sdxl, name=TINY_SDXL_MODEL_NAME, architecture="sdxl")
+    engine = RenderEngine(max_cached_models=2, max_batch_size=2)
+    engine.txt2img(xl, PARAMS)
+    engine.txt2img(sd, PARAMS)
+    loaded = engine._pipelines[next(reversed(engine._pipelines))]
+    raised = []
+
+    def fits_only_alone(module, args):
+        if len(engine._pipelines) > 1:
+            raised.append(True)
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    handle = loaded.pipeline.unet.register_forward_pre_hook(fits_only_alone)
+    try:
+        assert len(engine.txt2img(sd, PARAMS, batch_count=2)) == 2
+    finally:
+        handle.remove()
+    assert raised == [True] and engine.loaded_model_names() == [TINY_MODEL_NAME]
+    assert loaded.batch_limits == {}  # the batch was not cut: the other model made the room
+
+
 # ---------------------------------------------------------------- refusals
 
 
