@@ -187,6 +187,8 @@ class Render(Base):
         one_of("state", RENDER_STATES, "state"),
         one_of("kind", RENDER_KINDS, "kind"),
         Index("ix_renders_state_lease_expires_at", "state", "lease_expires_at"),
+        # Job status after each finished render asks "any unfinished left?" of this index.
+        Index("ix_renders_job_id_state", "job_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -16,7 +16,7 @@ from farm.context import FarmContext
 from farm.db.models import Render
 from farm.db.session import transaction
 from farm.jobs.service import JobRequest, submit_job, submit_upscale
-from farm.queue.routing import send_renders
+from farm.queue.routing import Message, publish, route_renders, send_renders
 from farm.templates.service import get_or_create_template
 
 # `farm render PROMPT` goes through a template like any other job: this one passes the prompt on.
@@ -29,6 +29,12 @@ def enqueue_job(ctx: FarmContext, job_id: int) -> int:
         render_ids = list(session.scalars(
             select(Render.id).where(Render.job_id == job_id, Render.state == "queued").order_by(Render.index)))
     return send_renders(ctx.celery, ctx.session_factory, render_ids)
+
+
+def _route_job(ctx: FarmContext, session, job) -> list[Message]:
+    """Route a new job's renders inside the transaction that writes it (one transaction, not
+    three); the messages go out with `publish` after the commit."""
+    return route_renders(session, ctx.settings, [render.id for render in job.renders])
 
 
 def submit_prompt(
@@ -56,7 +62,8 @@ def submit_prompt(
             seeds=[seed], images_per_seed=count, params=params or {}, priority=priority,
         ))
         job_id = job.id
-    enqueue_job(ctx, job_id)
+        messages = _route_job(ctx, session, job)
+    publish(ctx.celery, ctx.session_factory, messages)
     return job_id
 
 
@@ -65,6 +72,8 @@ def submit_upscale_job(ctx: FarmContext, *, asset_ids: list[int], scale: float, 
     """Upscale existing assets (one render each) by `scale`; return the job id."""
     with transaction(ctx.session_factory) as session:
         options = {"upscaler_name": upscaler} if upscaler else {}
-        job_id = submit_upscale(session, source_asset_ids=asset_ids, scale=scale, priority=priority, **options).id
-    enqueue_job(ctx, job_id)
+        job = submit_upscale(session, source_asset_ids=asset_ids, scale=scale, priority=priority, **options)
+        job_id = job.id
+        messages = _route_job(ctx, session, job)
+    publish(ctx.celery, ctx.session_factory, messages)
     return job_id

@@ -14,17 +14,18 @@ import logging
 import time
 import traceback
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
-from farm.db.models import Asset, Job, JobWorkerFailure, Render, Worker
+from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, JobWorkerFailure, License, RegisteredModel, Render, Worker
 from farm.db.session import transaction
 from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
@@ -66,6 +67,9 @@ class WorkerContext:
     queue_routes: dict[str, str] = field(default_factory=dict)
     # Set while the registry says this worker drains: it takes no new render.
     draining: threading.Event = field(default_factory=threading.Event)
+    # Uploads the thumbnail while the worker's own thread uploads the image.
+    uploads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="farm-upload"))
 
 
 @dataclass(frozen=True)
@@ -94,29 +98,48 @@ class RenderPlan:
     source_license: str | None = None
 
 
+class _Blocklisted(Exception):
+    """This worker has failed the render's job `blocklist_after` times: it leaves the render alone."""
+
+
 def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
+    """Take the render, in one short transaction: check the blocklist, lease the row, mark the
+    job running, and copy out everything the work needs. None if the render is not ours to take."""
     now = utcnow()
-    with transaction(ctx.session_factory) as session:
+    with transaction(ctx.session_factory, durable=False) as session:
         claimable = or_(
             Render.state == "queued",
             and_(Render.state.in_(("leased", "running")), Render.lease_expires_at < now),
         )
         # A paused job's renders wait in the database; resuming queues them again.
         job_accepts_work = Render.job_id.in_(select(Job.id).where(Job.status.not_in(("paused", "cancelled"))))
-        leased = session.execute(
+        blocklisted = (select(JobWorkerFailure.id)
+                       .where(JobWorkerFailure.job_id == Render.job_id, JobWorkerFailure.worker_name == ctx.worker_name,
+                              JobWorkerFailure.failures >= ctx.blocklist_after).exists())
+        render = session.execute(
             update(Render)
-            .where(Render.id == render_id, claimable, job_accepts_work)
-            .values(state="leased", lease_owner=ctx.worker_name,
+            .where(Render.id == render_id, claimable, job_accepts_work, ~blocklisted)
+            .values(state="leased", lease_owner=ctx.worker_name, started_at=now, progress_step=0,
                     lease_expires_at=now + timedelta(seconds=ctx.lease_seconds),
                     attempts=Render.attempts + 1, error=None)
+            .returning(Render.job_id, Render.kind, Render.params, Render.attempts, Render.progress_total,
+                       Render.model_id)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if not leased:
+        ).one_or_none()
+        if render is None:
+            # Not ours to take; only now ask whether that is because we are kept off its job.
+            if session.scalar(select(Render.id).where(Render.id == render_id, blocklisted)):
+                raise _Blocklisted()
             return None
-        render = session.get(Render, render_id)
-        model = render.model
-        common = dict(render_id=render.id, job_id=render.job_id, kind=render.kind, model_name=model.name,
-                      model_sha256=model.sha256, license_identifier=model.license.identifier,
+        # The job's first render to start makes it running (no need to look at the others).
+        session.execute(update(Job).where(Job.id == render.job_id, Job.status == "queued")
+                        .values(status="running").execution_options(synchronize_session=False))
+        model, license_identifier = session.execute(
+            select(RegisteredModel, License.identifier).join(License, RegisteredModel.license_id == License.id)
+            .where(RegisteredModel.id == render.model_id)
+        ).one()
+        common = dict(render_id=render_id, job_id=render.job_id, kind=render.kind, model_name=model.name,
+                      model_sha256=model.sha256, license_identifier=license_identifier,
                       attempt=render.attempts, progress_total=render.progress_total)
         if render.kind == "upscale":
             source = session.get(Asset, render.params["source_asset_id"])
@@ -140,26 +163,23 @@ def _owned(ctx: WorkerContext, render_id: int):
                 Render.state.in_(("leased", "running")))
 
 
-def _mark_running(ctx: WorkerContext, plan: RenderPlan) -> None:
-    with transaction(ctx.session_factory) as session:
-        session.execute(update(Render).where(_owned(ctx, plan.render_id))
-                        .values(state="running", started_at=utcnow(), progress_step=0)
-                        .execution_options(synchronize_session=False))
-        refresh_job_status(session, plan.job_id)
-
-
 def _progress_writer(ctx: WorkerContext, render_id: int) -> Callable[[int, int], None]:
-    """Record step progress and renew the lease, at most every PROGRESS_WRITE_INTERVAL_SECONDS."""
-    last_write = 0.0
+    """Record step progress and renew the lease, at most every PROGRESS_WRITE_INTERVAL_SECONDS.
+
+    The first report moves the render from leased (the model may still have been loading) to
+    running. The last step is not written: the finish records it, and checks for a cancel.
+    """
+    last_write: float | None = None
 
     def on_step(step: int, total: int) -> None:
         nonlocal last_write
-        if time.monotonic() - last_write < PROGRESS_WRITE_INTERVAL_SECONDS and step < total:
+        now = time.monotonic()
+        if step >= total or (last_write is not None and now - last_write < PROGRESS_WRITE_INTERVAL_SECONDS):
             return
-        last_write = time.monotonic()
-        with transaction(ctx.session_factory) as session:
+        last_write = now
+        with transaction(ctx.session_factory, durable=False) as session:
             session.execute(update(Render).where(_owned(ctx, render_id))
-                            .values(progress_step=step, progress_total=total,
+                            .values(state="running", progress_step=step, progress_total=total,
                                     lease_expires_at=utcnow() + timedelta(seconds=ctx.lease_seconds))
                             .execution_options(synchronize_session=False))
             job_status = session.scalar(select(Job.status).join(Render, Render.job_id == Job.id)
@@ -218,9 +238,13 @@ def _store(ctx: WorkerContext, produced: Produced) -> StoredImage:
     key = content_key(png, ".png", namespace="images")
     thumbnail_key = content_key(thumbnail, ".webp", namespace="thumbnails")
     # Objects first, row second: a crash in between leaves an object without a row (swept
-    # later), never a row pointing at nothing.
-    ctx.storage.put(key, png, "image/png")
-    ctx.storage.put(thumbnail_key, thumbnail, THUMBNAIL_MIME_TYPE)
+    # later), never a row pointing at nothing. The two uploads run side by side: each is
+    # mostly waiting on the object store.
+    thumbnail_upload = ctx.uploads.submit(ctx.storage.put, thumbnail_key, thumbnail, THUMBNAIL_MIME_TYPE)
+    try:
+        ctx.storage.put(key, png, "image/png")
+    finally:
+        thumbnail_upload.result()
     return StoredImage(key=key, sha256=hashlib.sha256(png).hexdigest(), size_bytes=len(png),
                        thumbnail_key=thumbnail_key, width=image.width, height=image.height)
 
@@ -230,25 +254,32 @@ def _job_cancelled(session: Session, job_id: int) -> bool:
 
 
 def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
-    with transaction(ctx.session_factory) as session:
-        if _job_cancelled(session, plan.job_id):
-            _end_cancelled(session, ctx, plan)  # its objects are orphans now; the sweep removes them
-            return False
+    """Mark the render succeeded and write its asset, in one transaction; False if it is no
+    longer ours (our lease was taken over, or the job was cancelled meanwhile)."""
+    with transaction(ctx.session_factory, durable=False) as session:
+        job_not_cancelled = Render.job_id.in_(select(Job.id).where(Job.status != "cancelled"))
         finished = session.execute(
-            update(Render).where(_owned(ctx, plan.render_id))
+            update(Render).where(_owned(ctx, plan.render_id), job_not_cancelled)
             .values(state="succeeded", finished_at=utcnow(), progress_step=plan.progress_total,
                     rendered_by=ctx.worker_name, lease_owner=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not finished:
-            return False  # our lease was taken over; the other worker's result stands
-        session.add(Asset(
+            if _job_cancelled(session, plan.job_id):
+                _end_cancelled(session, ctx, plan)  # its objects are orphans now; the sweep removes them
+            return False  # else our lease was taken over; the other worker's result stands
+        session.execute(insert(Asset).values(
             render_id=plan.render_id, storage_key=stored.key, sha256=stored.sha256,
             size_bytes=stored.size_bytes, format="png", width=stored.width, height=stored.height,
-            thumbnail_key=stored.thumbnail_key,
+            thumbnail_key=stored.thumbnail_key, created_at=utcnow(),
             parent_asset_id=plan.upscale.source_asset_id if plan.upscale else None,
         ))
-        refresh_job_status(session, plan.job_id)
+        # While other renders of the job are unfinished its status stays as it is (running, or
+        # paused); only the job's last render works out how it ended.
+        others_unfinished = session.scalar(select(exists().where(
+            Render.job_id == plan.job_id, Render.state.not_in(FINISHED_RENDER_STATES))))
+        if not others_unfinished:
+            refresh_job_status(session, plan.job_id)
     return True
 
 
@@ -258,16 +289,6 @@ def _end_cancelled(session: Session, ctx: WorkerContext, plan: RenderPlan) -> No
         .values(state="cancelled", finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def _is_blocklisted(ctx: WorkerContext, render_id: int) -> bool:
-    with transaction(ctx.session_factory) as session:
-        failures = session.scalar(
-            select(JobWorkerFailure.failures)
-            .join(Render, Render.job_id == JobWorkerFailure.job_id)
-            .where(Render.id == render_id, JobWorkerFailure.worker_name == ctx.worker_name)
-        )
-    return (failures or 0) >= ctx.blocklist_after
 
 
 def _fail_if_every_worker_blocklisted(ctx: WorkerContext, render_id: int) -> bool:
@@ -330,13 +351,13 @@ def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, 
 def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
     if ctx.draining.is_set():
         return Outcome.HANDED_BACK
-    if _is_blocklisted(ctx, render_id):
+    try:
+        plan = _lease(ctx, render_id)
+    except _Blocklisted:
         return Outcome.FAILED if _fail_if_every_worker_blocklisted(ctx, render_id) else Outcome.BLOCKLISTED
-    plan = _lease(ctx, render_id)
     if plan is None:
         return Outcome.SKIPPED
     try:
-        _mark_running(ctx, plan)
         stored = _store(ctx, _produce(ctx, plan))
     except RenderCancelled:
         with transaction(ctx.session_factory) as session:

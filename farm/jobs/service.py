@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from farm.audit.log import record_event
@@ -169,25 +169,24 @@ def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: floa
 
 
 def refresh_job_status(session: Session, job_id: int) -> str:
-    """Derive the job's status from its renders, after a render changed state."""
+    """Derive the job's status from its renders, after a render changed state.
+
+    Runs after every render a worker finishes, so it asks cheap EXISTS questions (answered from
+    the (job_id, state) index) and counts the job's renders only once they are all finished.
+    """
     job = session.get(Job, job_id)
     if job.status == "cancelled":
         return job.status  # final: renders still running end as cancelled
-    counts = dict(session.execute(
-        select(Render.state, func.count()).where(Render.job_id == job_id).group_by(Render.state)
-    ).all())
-    unfinished = sum(n for state, n in counts.items() if state not in FINISHED_RENDER_STATES)
+    of_job = Render.job_id == job_id
+    unfinished = session.scalar(select(exists().where(of_job, Render.state.not_in(FINISHED_RENDER_STATES))))
     if unfinished and job.status == "paused":
         status = "paused"
     elif unfinished:
-        nothing_started = counts.get("queued", 0) == sum(counts.values())
-        status = "queued" if nothing_started else "running"
-    elif counts.get("failed"):
-        status = "failed"
-    elif counts.get("succeeded"):
-        status = "succeeded"
+        started = session.scalar(select(exists().where(of_job, Render.state != "queued")))
+        status = "running" if started else "queued"
     else:
-        status = "cancelled"
+        states = set(session.scalars(select(Render.state).where(of_job).distinct()))
+        status = "failed" if "failed" in states else "succeeded" if "succeeded" in states else "cancelled"
     if status != job.status:
         job.status = status
         if status in ("succeeded", "failed", "cancelled"):

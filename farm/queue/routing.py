@@ -20,7 +20,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Iterable, Mapping, Sequence
 
 from celery import Celery
@@ -114,63 +114,79 @@ def _choose(shared: str, model_name: str, warm: list[_WarmWorker]) -> str:
 
 
 @dataclass(frozen=True)
-class _Message:
+class Message:
+    """A render's message, routed: which queue, at what broker priority, due after how long."""
+
     render_id: int
     queue: str
     priority: int
+    countdown: float = 0
+
+
+def route_renders(session: Session, settings: Settings, render_ids: Iterable[int], *,
+                  avoid_worker: str | None = None, countdown: float = 0) -> list[Message]:
+    """Choose the queue for each of these renders that is still queued, and note it (with the
+    time the message will be due) on the render rows, in the caller's transaction.
+
+    Publish the returned messages with `publish` once that transaction has committed, so a
+    worker never receives an id it cannot see yet. `avoid_worker` keeps a render off that
+    worker's own queue (a worker handing work back).
+    """
+    ids = list(render_ids)
+    if not ids:
+        return []
+    rows = session.execute(
+        select(Render.id, Render.kind, RegisteredModel.name, RegisteredModel.architecture, Job.priority)
+        .join(RegisteredModel, Render.model_id == RegisteredModel.id)
+        .join(Job, Render.job_id == Job.id)
+        .where(Render.id.in_(ids), Render.state == "queued")
+        .order_by(Render.job_id, Render.index)
+    ).all()
+    warm = _warm_workers(session, settings, avoid_worker) if countdown == 0 else []
+    messages = []
+    for render_id, kind, model_name, architecture, priority in rows:
+        queue = shared_queue(settings, kind=kind, model_name=model_name, architecture=architecture)
+        if kind != "upscale":
+            queue = _choose(queue, model_name, warm)
+        messages.append(Message(render_id, queue, broker_priority(settings, priority), countdown))
+    due = utcnow() + timedelta(seconds=countdown)
+    for queue in {m.queue for m in messages}:
+        session.execute(update(Render).where(Render.id.in_([m.render_id for m in messages if m.queue == queue]))
+                        .values(queue=queue, last_enqueued_at=due)
+                        .execution_options(synchronize_session=False))
+    return messages
+
+
+def publish(app: Celery, session_factory: sessionmaker[Session], messages: Sequence[Message]) -> int:
+    """Send routed messages; return how many went out.
+
+    A broker that cannot be reached is logged, not raised: the renders it did not take are
+    marked as never sent, and the reaper sends them when the broker is back.
+    """
+    sent = 0
+    try:
+        # One producer (one connection) for the whole batch, not one from the pool per message.
+        with app.producer_or_acquire() as producer:
+            for message in messages:
+                app.send_task(RENDER_TASK, args=[message.render_id], queue=message.queue,
+                              priority=message.priority, countdown=message.countdown or None, producer=producer)
+                sent += 1
+    except BrokerUnreachable as error:
+        unsent = [m.render_id for m in messages[sent:]]
+        log.warning("broker unreachable (%s): %d renders stay queued for the reaper to send", error, len(unsent))
+        with transaction(session_factory) as session:
+            session.execute(update(Render).where(Render.id.in_(unsent)).values(last_enqueued_at=None)
+                            .execution_options(synchronize_session=False))
+    return sent
 
 
 def send_renders(app: Celery, session_factory: sessionmaker[Session], render_ids: Iterable[int], *,
                  avoid_worker: str | None = None, countdown: float = 0) -> int:
-    """Send a message for each of these renders that is still queued; return how many went out.
-
-    `avoid_worker` keeps a render off that worker's own queue (a worker handing work back).
-    A broker that cannot be reached is logged, not raised: the renders stay queued in the
-    database and the reaper sends them when the broker is back.
-    """
-    settings: Settings = app.settings
-    ids = list(render_ids)
-    if not ids:
-        return 0
-    with transaction(session_factory) as session:
-        rows = session.execute(
-            select(Render.id, Render.kind, RegisteredModel.name, RegisteredModel.architecture, Job.priority)
-            .join(RegisteredModel, Render.model_id == RegisteredModel.id)
-            .join(Job, Render.job_id == Job.id)
-            .where(Render.id.in_(ids), Render.state == "queued")
-            .order_by(Render.job_id, Render.index)
-        ).all()
-        warm = _warm_workers(session, settings, avoid_worker) if countdown == 0 else []
-        messages = []
-        for render_id, kind, model_name, architecture, priority in rows:
-            queue = shared_queue(settings, kind=kind, model_name=model_name, architecture=architecture)
-            if kind != "upscale":
-                queue = _choose(queue, model_name, warm)
-            messages.append(_Message(render_id, queue, broker_priority(settings, priority)))
-    sent: list[_Message] = []
-    try:
-        for message in messages:
-            app.send_task(RENDER_TASK, args=[message.render_id], queue=message.queue,
-                          priority=message.priority, countdown=countdown or None)
-            sent.append(message)
-    except BrokerUnreachable as error:
-        log.warning("broker unreachable (%s): %d renders stay queued for the reaper to send",
-                    error, len(messages) - len(sent))
-    _record_sent(session_factory, sent, utcnow() + timedelta(seconds=countdown))
-    return len(sent)
-
-
-def _record_sent(session_factory: sessionmaker[Session], sent: Sequence[_Message], at: datetime) -> None:
-    by_queue: dict[str, list[int]] = {}
-    for message in sent:
-        by_queue.setdefault(message.queue, []).append(message.render_id)
-    if not by_queue:
-        return
-    with transaction(session_factory) as session:
-        for queue, ids in by_queue.items():
-            session.execute(update(Render).where(Render.id.in_(ids))
-                            .values(queue=queue, last_enqueued_at=at)
-                            .execution_options(synchronize_session=False))
+    """Route and send these renders (those still queued); return how many messages went out."""
+    # Not durable: a routing note lost in a database crash only makes the reaper send again.
+    with transaction(session_factory, durable=False) as session:
+        messages = route_renders(session, app.settings, render_ids, avoid_worker=avoid_worker, countdown=countdown)
+    return publish(app, session_factory, messages)
 
 
 def queue_depth(app: Celery, queue: str) -> int:

@@ -46,7 +46,8 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
             model_cache_bytes=int(settings.model_cache_gib * 2**30) or None,
         )
     return WorkerContext(
-        session_factory=make_session_factory(make_engine(settings.database_url)),
+        # The worker's bookkeeping commits need not wait for the disk (see farm.db.session).
+        session_factory=make_session_factory(make_engine(settings.database_url, commits_wait_for_disk=False)),
         storage=open_settings_storage(settings),
         engine=engine,
         worker_name=worker_name or f"{socket.gethostname()}:{os.getpid()}",

@@ -76,7 +76,7 @@ class Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
-        with transaction(self.ctx.session_factory) as session:
+        with transaction(self.ctx.session_factory, durable=False) as session:  # the next beat repeats it
             status = record_heartbeat(session, self.ctx.worker_name,
                                       warm_models=self.ctx.engine.loaded_model_names(),
                                       vram_used_bytes=_vram_used(self.ctx))
