@@ -19,7 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from farm.context import FarmContext, prepare_database  # noqa: E402
 from farm.render.tiny_model import TINY_MODEL_NAME, ensure_tiny_model  # noqa: E402
 from farm.settings import Settings, load_settings  # noqa: E402
-from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: E402,F401
+from tests.fixtures.brokers import BrokerFixtureError, RedisServer, rabbitmq_vhost  # noqa: E402
+from tests.fixtures.s3 import private_s3_server, s3_bucket, s3_server  # noqa: E402,F401
 
 POSTGRES_ADMIN_URL = os.environ.get("RENDERFARM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("RENDERFARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -105,3 +106,25 @@ def rabbitmq_url() -> str:
     except Exception as error:  # kombu raises several transport-specific errors
         pytest.fail(f"RabbitMQ is required at {RABBITMQ_URL}: {error}")
     return RABBITMQ_URL
+
+
+@pytest.fixture
+def rabbitmq_vhost_url(rabbitmq_url) -> str:
+    """The shared RabbitMQ, in a virtual host of this test's own (deleted afterwards)."""
+    try:
+        with rabbitmq_vhost(rabbitmq_url) as url:
+            yield url
+    except BrokerFixtureError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture
+def private_redis(tmp_path_factory) -> RedisServer:
+    """A Redis server of this test's own, started; the test may kill it and start it again."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except BrokerFixtureError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield server
+    server.kill()
