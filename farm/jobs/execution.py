@@ -35,7 +35,7 @@ from farm.render.engine import ModelSource, RenderEngine
 from farm.render.params import Txt2ImgParams
 from farm.render.png import PARAMETERS_KEY, THUMBNAIL_MIME_TYPE, encode_png, format_infotext, make_thumbnail, read_png_text
 from farm.render.upscale import upscale_image
-from farm.storage import ObjectStorage, content_key
+from farm.storage import ObjectStorage, StorageUnavailable, content_key
 
 log = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
@@ -47,6 +47,7 @@ class Outcome(enum.Enum):
     HANDED_BACK = "handed_back"  # this worker is draining: the message goes back to the queue
     BLOCKLISTED = "blocklisted"  # this worker failed the job too often: back to the queue for others
     RETRY = "retry"          # failed this time; back in the queue
+    OUTAGE = "outage"        # a service it needs is down: back in the queue, no attempt spent
     FAILED = "failed"        # failed for good
 
 
@@ -348,6 +349,22 @@ def _record_failure(ctx: WorkerContext, plan: RenderPlan, error: BaseException, 
     return Outcome.FAILED if give_up else Outcome.RETRY
 
 
+def _wait_for_service(ctx: WorkerContext, plan: RenderPlan, error: BaseException) -> Outcome:
+    """Give the render back without spending an attempt or counting it against this worker.
+
+    An outage of a shared service fails every worker alike; counting it would blocklist them
+    all and fail the job, and spending attempts would fail renders that only had to wait.
+    """
+    with transaction(ctx.session_factory) as session:
+        session.execute(
+            update(Render).where(_owned(ctx, plan.render_id))
+            .values(state="queued", error=f"waiting for a service: {type(error).__name__}: {error}",
+                    attempts=Render.attempts - 1, lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    return Outcome.OUTAGE
+
+
 def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
     if ctx.draining.is_set():
         return Outcome.HANDED_BACK
@@ -363,6 +380,9 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         with transaction(ctx.session_factory) as session:
             _end_cancelled(session, ctx, plan)
         return Outcome.SKIPPED
+    except StorageUnavailable as error:
+        log.warning("render %s: %s; it waits for the object store", render_id, error)
+        return _wait_for_service(ctx, plan, error)
     except InvalidInput as error:
         return _record_failure(ctx, plan, error, retryable=False)
     except Exception as error:  # any other failure may be transient (OOM, storage outage)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from celery import shared_task
+from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 
 from farm.db.models import Render
 from farm.db.session import transaction
@@ -14,13 +15,20 @@ from farm.queue.routing import send_renders
 from farm.queue.runtime import worker_context
 
 RETRY_BACKOFF_SECONDS = (5, 30, 120)
+OUTAGE_RETRY_SECONDS = 10
+DATABASE_RETRY_SECONDS = 10
 BLOCKLISTED_PAUSE_SECONDS = 1.0
 
 
-@shared_task(name="farm.render", bind=True, acks_late=True, ignore_result=True)
+@shared_task(name="farm.render", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def render(self, render_id: int) -> str:
     ctx = worker_context(self.app)
-    outcome = execute_render(ctx, render_id)
+    try:
+        outcome = execute_render(ctx, render_id)
+    except DatabaseUnreachable:
+        # The database is the record of what to do; without it, put the message back (the
+        # broker still works) and try again shortly, rather than acknowledge and lose it.
+        raise self.retry(countdown=DATABASE_RETRY_SECONDS)
     # A render that goes back to the queue gets a fresh message, routed again, and this one is
     # acknowledged. Routing again (rather than Celery's retry, which republishes to the same
     # queue) keeps it off this worker's own queue: another worker should have it.
@@ -31,6 +39,8 @@ def render(self, render_id: int) -> str:
         # Stay busy for a moment: with prefetch 1 this worker fetches nothing meanwhile, so an
         # idle worker that may render the job takes the message.
         time.sleep(BLOCKLISTED_PAUSE_SECONDS)
+    elif outcome is Outcome.OUTAGE:
+        send_renders(self.app, ctx.session_factory, [render_id], countdown=OUTAGE_RETRY_SECONDS)
     elif outcome is Outcome.RETRY:
         attempts_failed = _attempts(ctx, render_id)
         delay = RETRY_BACKOFF_SECONDS[min(attempts_failed - 1, len(RETRY_BACKOFF_SECONDS) - 1)]

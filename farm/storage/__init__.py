@@ -11,11 +11,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from farm.errors import InvalidInput
-from farm.storage.base import ObjectMissing, ObjectStorage, StoredObject, content_key, validate_key
+from farm.storage.base import (
+    ObjectMissing, ObjectStorage, StorageUnavailable, StoredObject, content_key, validate_key,
+)
 from farm.storage.local import LocalFolderStorage
 from farm.storage.s3 import S3Storage
 
 __all__ = [
+    "StorageUnavailable",
     "LocalFolderStorage",
     "ObjectMissing",
     "ObjectStorage",

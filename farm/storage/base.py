@@ -31,6 +31,12 @@ class ObjectMissing(KeyError):
         return f"no object stored under key {self.key!r}"
 
 
+class StorageUnavailable(Exception):
+    """The object store cannot be reached or answers with a server error (after the client's own
+    retries): an outage of the service, not a fault of the data or of one worker. Renders that
+    meet it wait and try again without spending attempts."""
+
+
 @runtime_checkable
 class ObjectStorage(Protocol):
     """A flat store of immutable-looking blobs addressed by `/`-separated keys."""

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import timezone
 from typing import Any, Iterator
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from farm.errors import InvalidInput
-from farm.storage.base import ObjectMissing, StoredObject, validate_key, validate_prefix
+from farm.storage.base import ObjectMissing, StorageUnavailable, StoredObject, validate_key, validate_prefix
 
 # DNS-style bucket names, as AWS requires for new buckets (3-63 characters).
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -92,19 +93,36 @@ class S3Storage:
         return f"S3Storage({self.describe()!r})"
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=self._object_key(key), Body=data, ContentType=content_type
-        )
+        object_key = self._object_key(key)
+        with self._outage_as_unavailable():
+            self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
+        object_key = self._object_key(key)
+        with self._outage_as_unavailable():
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            except ClientError as error:
+                if _error_code(error) in _MISSING_OBJECT_CODES:
+                    raise ObjectMissing(key) from None
+                raise
+            with response["Body"] as body:
+                return body.read()
+
+    @contextmanager
+    def _outage_as_unavailable(self) -> Iterator[None]:
+        """Connection failures, timeouts and 5xx answers (left after boto3's own retries) mean
+        the service is down: StorageUnavailable. Other errors (credentials, a missing bucket)
+        stay as they are."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+            yield
+        except (BotoConnectionError, HTTPClientError) as error:
+            raise StorageUnavailable(f"{self.describe()} cannot be reached: {error}") from error
         except ClientError as error:
-            if _error_code(error) in _MISSING_OBJECT_CODES:
-                raise ObjectMissing(key) from None
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if status >= 500:
+                raise StorageUnavailable(f"{self.describe()} answered {status} ({_error_code(error)})") from error
             raise
-        with response["Body"] as body:
-            return body.read()
 
     def exists(self, key: str) -> bool:
         try:

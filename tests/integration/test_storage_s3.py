@@ -141,3 +141,18 @@ def test_a_given_client_is_used(s3_server, s3_bucket):
     storage.put("a.png", b"1", PNG)
     assert storage.client is client
     assert client.get_object(Bucket=s3_bucket, Key="a.png")["Body"].read() == b"1"
+
+
+def test_an_unreachable_endpoint_is_an_outage_not_a_fault(s3_server, s3_bucket):
+    from farm.storage import StorageUnavailable
+    from tests.fixtures.processes import free_port
+
+    nothing_there = S3Storage(s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", region=s3_server.region,
+                              access_key_id=s3_server.access_key_id,
+                              secret_access_key=s3_server.secret_access_key)
+    with pytest.raises(StorageUnavailable, match="cannot be reached"):
+        nothing_there.put("images/a.png", b"x", PNG)
+    with pytest.raises(StorageUnavailable):
+        nothing_there.get("images/a.png")
+    # Wrong credentials on a reachable server stay a fault of this worker (see the test above).
+    assert not issubclass(StorageUnavailable, ClientError)

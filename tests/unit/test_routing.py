@@ -15,7 +15,7 @@ from farm.jobs.execution import Outcome, execute_render
 from farm.jobs.reaper import resend_stranded
 from farm.queue.routing import known_queues, queue_depth, shared_queue, worker_queue
 from farm.queue.runtime import build_worker_context
-from farm.storage import LocalFolderStorage
+from farm.storage import LocalFolderStorage, StorageUnavailable
 from farm.workers.registry import WorkerIdentity, record_heartbeat, register_worker, set_draining
 
 SMALL = {"steps": 2, "width": 64, "height": 64}
@@ -154,3 +154,26 @@ def test_a_job_fails_when_every_live_worker_serving_it_is_blocklisted(embedded_f
         message = job.renders[2].error
     assert "every live worker serving queue 'sd1' failed this job 1 times" in message
     assert "box-a:0, box-c:0" in message and "storage credentials are wrong" in message
+
+
+class _StoreDown(LocalFolderStorage):
+    def put(self, key, data, content_type):
+        raise StorageUnavailable("s3://bucket at http://127.0.0.1:1 cannot be reached: connection refused")
+
+
+def test_an_object_store_outage_spends_no_attempt_and_blocklists_nobody(embedded_farm, tmp_path):
+    job_id = _submit(embedded_farm, 2)
+    first, second = [r.id for r in _renders(embedded_farm, job_id)]
+    _register(embedded_farm, "box-a:0")
+    down = dataclasses.replace(build_worker_context(embedded_farm.settings, worker_name="box-a:0"),
+                               storage=_StoreDown(tmp_path / "down"), blocklist_after=1, max_attempts=1)
+    for _ in range(3):  # more outages than attempts and blocklist allow
+        assert execute_render(down, first) is Outcome.OUTAGE
+    render = _renders(embedded_farm, job_id)[0]
+    assert (render.state, render.attempts) == ("queued", 0)
+    assert render.error.startswith("waiting for a service: StorageUnavailable")
+    # The store is back: the same worker renders both, nothing was held against it.
+    up = build_worker_context(embedded_farm.settings, worker_name="box-a:0")
+    assert [execute_render(up, r) for r in (first, second)] == [Outcome.SUCCEEDED] * 2
+    with transaction(embedded_farm.session_factory) as session:
+        assert session.get(Job, job_id).status == "succeeded"
