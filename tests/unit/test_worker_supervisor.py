@@ -216,3 +216,16 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(tmp_path)
     assert "worker stubborn did not stop within 0.5 s; killing it" in log
     assert "worker stubborn stopped (status -9 (killed by SIGKILL))" in log
     assert _deaths(tmp_path) == ["stubborn -9"]  # marked offline: it could not do so itself
+
+
+def test_children_get_sigterm_when_the_supervisor_is_killed(tmp_path):
+    from tests.fixtures.processes import wait_until
+
+    out = tmp_path / "a"
+    supervisor = _start_supervisor(tmp_path, [["a", [READY_THEN_FINISH_ON_SIGNAL, str(out)]]])
+    wait_until(lambda: (tmp_path / "a.ready").exists(), 30, "the child")
+    supervisor.kill()  # SIGKILL: the supervisor forwards nothing
+    supervisor.wait(timeout=30)
+    # The kernel's parent-death signal still tells the child to finish and stop.
+    wait_until(out.exists, 30, "the orphaned child to get its SIGTERM")
+    assert out.read_text() == "SIGTERM"
