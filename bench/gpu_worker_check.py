@@ -33,6 +33,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from tests.fixtures.processes import wait_until  # noqa: E402  (after sys.path has the repo)
+
 results: dict = {}
 MEMORY_FRACTION = 0.25
 
@@ -44,16 +46,6 @@ def say(message: str) -> None:
 def farm(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "farm.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"FAILED: timed out after {timeout} s waiting for {what}")
 
 
 def workers(env: dict) -> list[dict]:
@@ -75,7 +67,7 @@ def check_worker_supervisor(home: Path) -> None:
         supervisor = subprocess.Popen([sys.executable, "-m", "farm.cli", "worker", "--gpus", "all"], env=env,
                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        first = wait_for(lambda: [w for w in workers(env) if w["status"] == "online"], 120, "a GPU worker to register")
+        first = wait_until(lambda: [w for w in workers(env) if w["status"] == "online"], 120, "a GPU worker to register")
         say(f"registered: {[(w['name'], w['gpu_index'], w['gpu_name'], w['vram_total_bytes']) for w in first]}")
         results["workers"] = first
         assert all(w["gpu_name"] and w["vram_total_bytes"] for w in first), first
@@ -85,7 +77,7 @@ def check_worker_supervisor(home: Path) -> None:
                          "--seed", "1", "--detach", env=env)
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()
-        done = wait_for(lambda: (j := job(env, job_id))["status"] in ("succeeded", "failed") and j, 300,
+        done = wait_until(lambda: (j := job(env, job_id))["status"] in ("succeeded", "failed") and j, 300,
                         "the job to finish")
         say(f"job {job_id}: {done['status']} in {time.monotonic() - started:.1f} s; rendered by "
             f"{sorted({r['rendered_by'] for r in done['renders']})}")
@@ -102,7 +94,7 @@ def check_worker_supervisor(home: Path) -> None:
         say(f"killing worker child(ren) {pids} with SIGKILL")
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        again = wait_for(lambda: [w for w in workers(env) if w["name"] == name and w["status"] == "online"
+        again = wait_until(lambda: [w for w in workers(env) if w["name"] == name and w["status"] == "online"
                                   and w["started_at"] != started_at], 120, "the supervisor to restart the worker")
         say(f"restarted and registered again: {again[0]['name']} started_at {again[0]['started_at']}")
         results["restarted"] = True

@@ -167,9 +167,9 @@ def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model
 def upscale(asset_ids, scale: float, upscaler: str | None, priority: int, out_dir: Path, detach: bool) -> None:
     """Upscale existing assets (by id) and write the PNGs into --out."""
     from farm.jobs.dispatch import submit_upscale_job
-    from farm.render.upscale import upscaled_size
+    from farm.render.upscale import validate_scale
 
-    upscaled_size(64, 64, scale)  # checks the factor before the database is opened
+    validate_scale(scale)  # before the database is opened
     if not 0 <= priority <= 9:
         raise InvalidInput("priority", "must be between 0 and 9")
     ctx = _context()

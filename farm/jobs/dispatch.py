@@ -16,7 +16,7 @@ from farm.context import FarmContext
 from farm.db.models import Render
 from farm.db.session import transaction
 from farm.jobs.service import JobRequest, submit_job, submit_upscale
-from farm.queue.routing import Message, publish, route_renders, send_renders
+from farm.queue.routing import Message, publish, route_renders
 from farm.templates.service import get_or_create_template
 
 # `farm render PROMPT` goes through a template like any other job: this one passes the prompt on.
@@ -26,9 +26,9 @@ DIRECT_PROMPT_TEMPLATE = "Direct prompt"
 def enqueue_job(ctx: FarmContext, job_id: int) -> int:
     """Send every queued render of a committed job to its queue; return how many were sent."""
     with transaction(ctx.session_factory) as session:
-        render_ids = list(session.scalars(
-            select(Render.id).where(Render.job_id == job_id, Render.state == "queued").order_by(Render.index)))
-    return send_renders(ctx.celery, ctx.session_factory, render_ids)
+        render_ids = session.scalars(select(Render.id).where(Render.job_id == job_id, Render.state == "queued"))
+        messages = route_renders(session, ctx.settings, render_ids)
+    return publish(ctx.celery, ctx.session_factory, messages)
 
 
 def _route_job(ctx: FarmContext, session, job) -> list[Message]:

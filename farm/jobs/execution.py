@@ -385,7 +385,7 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         return _wait_for_service(ctx, plan, error)
     except InvalidInput as error:
         return _record_failure(ctx, plan, error, retryable=False)
-    except Exception as error:  # any other failure may be transient (OOM, storage outage)
+    except Exception as error:  # any other failure may be transient (out of GPU memory, a bad node)
         log.warning("render %s attempt %s failed:\n%s", render_id, plan.attempt, traceback.format_exc())
         return _record_failure(ctx, plan, error, retryable=True)
     return Outcome.SUCCEEDED if _finish(ctx, plan, stored) else Outcome.SKIPPED

@@ -76,12 +76,17 @@ def detect_architecture(path: Path) -> str:
     )
 
 
-def check_model_folder(model: ModelSource) -> None:
-    """Everything we can say about a model folder without loading it; InvalidInput("model") if bad."""
+def check_model_source(model: ModelSource) -> None:
+    """What can be said of a ModelSource without touching the disk; InvalidInput("model") if bad."""
     if not isinstance(model, ModelSource):
         raise InvalidInput("model", f"expected a ModelSource, got {type(model).__name__}")
     if model.architecture not in ARCHITECTURES:
         raise InvalidInput("model", f"architecture {model.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+
+
+def check_model_folder(model: ModelSource) -> None:
+    """Everything we can say about a model folder without loading it; InvalidInput("model") if bad."""
+    check_model_source(model)
     path = Path(model.path)
     if not path.is_dir():
         raise InvalidInput("model", f"{path} is not a folder; the engine loads diffusers model folders only")

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from farm.errors import InvalidInput
-from farm.render.engine import ARCHITECTURES, ModelSource, ProgressCallback
+from farm.render.engine import ModelSource, ProgressCallback, check_model_source
 from farm.render.params import Txt2ImgParams, validate_batch, validate_txt2img
 
 
@@ -57,11 +57,12 @@ class InstantEngine:
         """`batch_count` solid images, image i in the colour of seed params.seed + i.
 
         `progress(total, total)` is called once, with total = params.steps * batch_count, as the
-        real engine's last call would be: the worker's progress writer records the render done.
+        real engine's last call would be (the worker's progress writer leaves that one to the finish).
         """
         validate_txt2img(params)
         validate_batch(params, batch_count)
-        _check_model(model)
+        # No folder is read (a dry-run farm may have none); the disk-free checks still apply.
+        check_model_source(model)
         with self._lock:
             self._models.pop(model.name, None)
             self._models[model.name] = None
@@ -84,11 +85,3 @@ class InstantEngine:
         with self._lock:
             self._models.clear()
 
-
-def _check_model(model: ModelSource) -> None:
-    # The model folder is not read (there may be none on a dry-run farm); what the real engine
-    # checks without touching the disk is checked here too.
-    if not isinstance(model, ModelSource):
-        raise InvalidInput("model", f"expected a ModelSource, got {type(model).__name__}")
-    if model.architecture not in ARCHITECTURES:
-        raise InvalidInput("model", f"architecture {model.architecture!r} is not one of {', '.join(ARCHITECTURES)}")

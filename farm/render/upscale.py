@@ -22,10 +22,14 @@ MAX_SCALE = 8.0  # as AUTOMATIC1111's extras tab
 MAX_OUTPUT_SIDE = 8192
 
 
-def upscaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """The output size for a scale factor; InvalidInput("scale") when out of range."""
+def validate_scale(scale: float) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not MIN_SCALE < scale <= MAX_SCALE:
         raise InvalidInput("scale", f"must be a number above {MIN_SCALE:g} and at most {MAX_SCALE:g}, got {scale!r}")
+
+
+def upscaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The output size for a scale factor; InvalidInput("scale") when out of range."""
+    validate_scale(scale)
     size = round(width * scale), round(height * scale)
     if max(size) > MAX_OUTPUT_SIDE:
         raise InvalidInput("scale", f"{width}x{height} scaled by {scale:g} is {size[0]}x{size[1]}; "
