@@ -111,7 +111,22 @@ class Campaign(Base):
     default_model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
     style_suffix: Mapped[str] = mapped_column(Text, default="")
     style_negative: Mapped[str] = mapped_column(Text, default="")
+    # Names of channel formats from configs/channels.yaml (instagram_square, linkedin, ...).
+    channel_formats: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[Optional[datetime]]
+
+
+class CampaignMember(Base):
+    """Who may see a campaign besides its owner (admins, ops and auditors see every campaign)."""
+
+    __tablename__ = "campaign_members"
+    __table_args__ = (UniqueConstraint("campaign_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PromptTemplate(Base):
@@ -158,6 +173,10 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    # The token a submitting form (or API client) sends once: a repeated submission of the same
+    # form finds the job it made instead of making a second one.
+    submission_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
     template_version_id: Mapped[int] = mapped_column(ForeignKey("template_versions.id"))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     kind: Mapped[str] = mapped_column(String(16), default="txt2img")
@@ -198,6 +217,8 @@ class Render(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     # prompt, negative_prompt, seed, steps, cfg_scale, width, height, sampler, format
     params: Mapped[dict[str, Any]] = mapped_column()
+    # The asset this render makes a new version of (re-render with changes) or upscales.
+    parent_asset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("assets.id", use_alter=True))
     state: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(default=0)
     lease_owner: Mapped[Optional[str]] = mapped_column(String(200))
@@ -217,7 +238,7 @@ class Render(Base):
 
     job: Mapped[Job] = relationship(back_populates="renders")
     model: Mapped[RegisteredModel] = relationship()
-    asset: Mapped[Optional["Asset"]] = relationship(back_populates="render")
+    asset: Mapped[Optional["Asset"]] = relationship(back_populates="render", foreign_keys="Asset.render_id")
 
 
 class JobWorkerFailure(Base):
@@ -236,11 +257,25 @@ class JobWorkerFailure(Base):
 
 class Asset(Base):
     __tablename__ = "assets"
-    __table_args__ = (one_of("approval_state", APPROVAL_STATES, "approval_state"),)
+    __table_args__ = (
+        one_of("approval_state", APPROVAL_STATES, "approval_state"),
+        # The gallery pages newest first under any one filter; each filter has an index that
+        # ends in id, so a page is one index range scan even with 100,000 assets.
+        Index("ix_assets_campaign_id_id", "campaign_id", "id"),
+        Index("ix_assets_job_id_id", "job_id", "id"),
+        Index("ix_assets_model_id_id", "model_id", "id"),
+        Index("ix_assets_channel_format_id", "channel_format", "id"),
+        Index("ix_assets_approval_state_id", "approval_state", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # unique: at most one asset per render, whatever retries or duplicate messages happen.
     render_id: Mapped[int] = mapped_column(ForeignKey("renders.id"), unique=True)
+    # Copied from the render and its job when the asset is written, so gallery filters need no join.
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    channel_format: Mapped[Optional[str]] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -248,12 +283,12 @@ class Asset(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     thumbnail_key: Mapped[str] = mapped_column(String(500))
-    approval_state: Mapped[str] = mapped_column(String(32), default="pending", index=True)
+    approval_state: Mapped[str] = mapped_column(String(32), default="pending")
     parent_asset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("assets.id"))
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
-    render: Mapped[Render] = relationship(back_populates="asset")
+    render: Mapped[Render] = relationship(back_populates="asset", foreign_keys=[render_id])
 
 
 class Review(Base):

@@ -92,6 +92,11 @@ class RenderPlan:
     license_identifier: str
     attempt: int
     progress_total: int
+    # Copied onto the asset, so the gallery filters without joins.
+    campaign_id: int
+    model_id: int
+    channel_format: str | None = None
+    parent_asset_id: int | None = None      # the asset this render makes a new version of
     params: Txt2ImgParams | None = None     # txt2img
     model: ModelSource | None = None        # txt2img: the checkpoint to load
     upscale: UpscaleInput | None = None     # upscale: the source image and the factor
@@ -124,7 +129,7 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
                     lease_expires_at=now + timedelta(seconds=ctx.lease_seconds),
                     attempts=Render.attempts + 1, error=None)
             .returning(Render.job_id, Render.kind, Render.params, Render.attempts, Render.progress_total,
-                       Render.model_id)
+                       Render.model_id, Render.parent_asset_id)
             .execution_options(synchronize_session=False)
         ).one_or_none()
         if render is None:
@@ -135,13 +140,17 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
         # The job's first render to start makes it running (no need to look at the others).
         session.execute(update(Job).where(Job.id == render.job_id, Job.status == "queued")
                         .values(status="running").execution_options(synchronize_session=False))
-        model, license_identifier = session.execute(
-            select(RegisteredModel, License.identifier).join(License, RegisteredModel.license_id == License.id)
+        model, license_identifier, campaign_id = session.execute(
+            select(RegisteredModel, License.identifier,
+                   select(Job.campaign_id).where(Job.id == render.job_id).scalar_subquery())
+            .join(License, RegisteredModel.license_id == License.id)
             .where(RegisteredModel.id == render.model_id)
         ).one()
         common = dict(render_id=render_id, job_id=render.job_id, kind=render.kind, model_name=model.name,
                       model_sha256=model.sha256, license_identifier=license_identifier,
-                      attempt=render.attempts, progress_total=render.progress_total)
+                      attempt=render.attempts, progress_total=render.progress_total,
+                      campaign_id=campaign_id, model_id=render.model_id,
+                      channel_format=render.params.get("format"), parent_asset_id=render.parent_asset_id)
         if render.kind == "upscale":
             source = session.get(Asset, render.params["source_asset_id"])
             return RenderPlan(
@@ -273,7 +282,8 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
             render_id=plan.render_id, storage_key=stored.key, sha256=stored.sha256,
             size_bytes=stored.size_bytes, format="png", width=stored.width, height=stored.height,
             thumbnail_key=stored.thumbnail_key, created_at=utcnow(),
-            parent_asset_id=plan.upscale.source_asset_id if plan.upscale else None,
+            campaign_id=plan.campaign_id, job_id=plan.job_id, model_id=plan.model_id,
+            channel_format=plan.channel_format, **_lineage(plan),
         ))
         # While other renders of the job are unfinished its status stays as it is (running, or
         # paused); only the job's last render works out how it ended.
@@ -282,6 +292,16 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
         if not others_unfinished:
             refresh_job_status(session, plan.job_id)
     return True
+
+
+def _lineage(plan: RenderPlan) -> dict:
+    """An upscale points at its source; a re-render is the next version of the asset it redoes."""
+    if plan.upscale:
+        return {"parent_asset_id": plan.upscale.source_asset_id}
+    if plan.parent_asset_id is None:
+        return {}
+    next_version = select(Asset.version + 1).where(Asset.id == plan.parent_asset_id).scalar_subquery()
+    return {"parent_asset_id": plan.parent_asset_id, "version": next_version}
 
 
 def _end_cancelled(session: Session, ctx: WorkerContext, plan: RenderPlan) -> None:
