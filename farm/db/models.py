@@ -154,6 +154,8 @@ class TemplateVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     negative_body: Mapped[str] = mapped_column(Text, default="")
+    # The variables the template declares; the body may use no others (checked when saved).
+    variables: Mapped[list[Any]] = mapped_column(default=list)
     # Default generation parameters: sampler, steps, cfg_scale, width, height, model.
     default_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))

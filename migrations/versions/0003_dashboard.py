@@ -1,4 +1,5 @@
-"""What the dashboard needs: campaign channel formats and members, job names and submission
+"""What the dashboard needs: campaign channel formats and members, template versions' declared
+variables, job names and submission
 keys (a repeated form submission makes no second job), the asset a render re-renders, and assets
 that carry their campaign, job, model and channel format so the gallery filters without joins.
 
@@ -46,6 +47,11 @@ def upgrade() -> None:
         sa.UniqueConstraint('campaign_id', 'user_id', name=op.f('uq_campaign_members_campaign_id')),
     )
     op.create_index(op.f('ix_campaign_members_user_id'), 'campaign_members', ['user_id'], unique=False)
+
+    with op.batch_alter_table('template_versions') as batch:
+        batch.add_column(sa.Column('variables', sa.JSON(), nullable=False, server_default='[]'))
+    with op.batch_alter_table('template_versions') as batch:
+        batch.alter_column('variables', server_default=None)
 
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('name', sa.String(length=200), nullable=True))
@@ -97,6 +103,8 @@ def downgrade() -> None:
         batch.drop_constraint(op.f('uq_jobs_submission_key'), type_='unique')
         batch.drop_column('submission_key')
         batch.drop_column('name')
+    with op.batch_alter_table('template_versions') as batch:
+        batch.drop_column('variables')
     op.drop_index(op.f('ix_campaign_members_user_id'), table_name='campaign_members')
     op.drop_table('campaign_members')
     with op.batch_alter_table('campaigns') as batch:
