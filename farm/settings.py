@@ -31,6 +31,7 @@ class SettingsError(InvalidInput):
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Port = Annotated[int, Field(ge=1, le=65535)]
+SECRET_KEY_MIN_LENGTH = 32
 
 
 class Settings(BaseModel):
@@ -49,6 +50,13 @@ class Settings(BaseModel):
 
     web_host: str = "127.0.0.1"
     web_port: Port = 8080
+    # Signs the dashboard's session cookies. Empty on the embedded default: one is generated into
+    # {home}/secret_key and reused. A farm on PostgreSQL must set it (FARM_SECRET_KEY), and the
+    # same value on every web process; see web_secret_key().
+    secret_key: str = ""
+    # Send the session cookie over HTTPS only. Turn on wherever the dashboard is served over TLS.
+    session_cookie_secure: bool = False
+    session_lifetime_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
 
     default_model: str = "tiny-sd"
     # "auto" takes CUDA when torch sees a GPU and the CPU otherwise.
@@ -131,6 +139,14 @@ class Settings(BaseModel):
             value = {str(k).strip(): v.strip() for k, v in value.items()}
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if value and len(value) < SECRET_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {SECRET_KEY_MIN_LENGTH} characters (try: "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        return value
+
     @field_validator("s3_endpoint_url")
     @classmethod
     def _endpoint_url(cls, value: str) -> str:
@@ -150,6 +166,14 @@ class Settings(BaseModel):
     @property
     def uses_embedded_broker(self) -> bool:
         return not self.broker_url
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return urlparse(self.database_url).scheme.startswith("sqlite")
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret_key"
 
 
 def _env_key(field: str) -> str:
@@ -204,3 +228,44 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         key = str(first["loc"][0]) if first["loc"] else "config"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(origin.get(key, key), message) from None
+
+
+def web_secret_key(settings: Settings) -> str:
+    """The key that signs the dashboard's session cookies.
+
+    The `secret_key` setting when given. Otherwise, on the embedded default (SQLite), a key
+    generated once into {home}/secret_key (mode 0600) and reused by every later start, so
+    sessions survive restarts. A farm on PostgreSQL has several web processes that must agree,
+    so there the setting is required and its absence stops start-up naming the key.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.uses_embedded_database:
+        raise SettingsError("FARM_SECRET_KEY", f"is required for a farm on PostgreSQL (at least "
+                                               f"{SECRET_KEY_MIN_LENGTH} characters, the same for every web process)")
+    path = settings.secret_key_file
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if len(key) >= SECRET_KEY_MIN_LENGTH:
+        return key
+    if path.exists():
+        raise SettingsError(str(path), f"holds fewer than {SECRET_KEY_MIN_LENGTH} characters; delete it to get a new key")
+    import secrets
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written to a private temporary file, then linked into place: two processes starting at
+    # once both end up with the one key that won the link, and nobody reads a half-written file.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
