@@ -26,6 +26,7 @@ FLAG_FOR_FIELD = {
     "count": "-n/--count", "model": "--model", "campaign": "--campaign", "priority": "--priority",
     "gpu": "--gpu", "gpus": "--gpus", "queues": "--queues",
     "scale": "--scale", "upscaler": "--upscaler", "assets": "ASSET_IDS", "name": "--name",
+    "role": "--role", "email": "--email", "password": "--password-stdin",
 }
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
@@ -83,9 +84,14 @@ def up(host: str | None, port: int | None, no_worker: bool) -> None:
     from farm.context import prepare_database
     from farm.queue.worker import in_process_worker
 
+    from farm.accounts.bootstrap import ensure_initial_admin
+
     ctx = _context()
     click.echo(f"preparing {ctx.settings.database_url} and the default model ...")
     prepare_database(ctx)
+    password_file = ensure_initial_admin(ctx)
+    if password_file:
+        click.echo(f"first run: created the user 'admin'; its password is in {password_file}")
     host = host or ctx.settings.web_host
     port = port or ctx.settings.web_port
     app = create_app(ctx)
@@ -100,6 +106,29 @@ def up(host: str | None, port: int | None, no_worker: bool) -> None:
     with in_process_worker(ctx.celery):
         click.echo(f"worker ready, storing images in {ctx.storage.describe()}")
         serve_dashboard()
+
+
+# -- farm web --------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: web_host setting).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port (default: web_port setting).")
+@click.option("--workers", default=2, type=click.IntRange(1, 64), show_default=True,
+              help="gunicorn worker processes (each with 8 threads).")
+def web(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the dashboard and the API under gunicorn (production); migrate with `farm db upgrade` first."""
+    from dashboard.server import serve
+    from farm.settings import web_secret_key
+
+    settings = load_settings()
+    web_secret_key(settings)  # a missing or short key stops us here, naming it, not in every worker
+    ctx = _context(settings)
+    if ctx.is_embedded:
+        from farm.context import prepare_database
+
+        prepare_database(ctx)
+    ctx.db_engine.dispose()  # no pooled connection may cross gunicorn's fork
+    serve(host or settings.web_host, port or settings.web_port, workers)
 
 
 # -- farm render ----------------------------------------------------------------------------
@@ -462,6 +491,120 @@ def reaper(interval: float, sweep_every: int, once: bool) -> None:
         if once:
             return
         time.sleep(interval)
+
+
+# -- farm users ------------------------------------------------------------------------------
+
+@main.group()
+def users() -> None:
+    """Dashboard and API accounts."""
+
+
+def _show_token(name: str, token: str) -> None:
+    click.echo(f"API token for {name} (it will not be shown again; only its hash is stored):")
+    click.echo(token)
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", required=True, help="admin, campaign_manager, reviewer, ops or auditor.")
+@click.option("--email", default=None, help="Email address.")
+@click.option("--password-stdin", is_flag=True, help="Read the password (10+ characters) from standard input.")
+@click.option("--token", "with_token", is_flag=True, help="Also issue an API token and print it, once.")
+def users_create(name: str, role: str, email: str | None, password_stdin: bool, with_token: bool) -> None:
+    """Create user NAME with --role. Without a password the user can only use the API (--token)."""
+    from farm.accounts.service import check_user_fields, create_user, issue_api_token
+    from farm.db.session import transaction
+
+    password = None
+    if password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        if not password:
+            raise InvalidInput("password", "standard input gave no password")
+    try:
+        check_user_fields(name=name, role=role, password=password, email=email)  # before the database opens
+        ctx = _context()
+        if ctx.is_embedded:
+            from farm.context import prepare_database
+
+            prepare_database(ctx)
+        with transaction(ctx.session_factory) as session:
+            user = create_user(session, name=name, role=role, password=password, email=email)
+            token = issue_api_token(session, user) if with_token else None
+    except InvalidInput as error:
+        if error.field == "name":  # here the name is the NAME argument, not worker's --name
+            raise InvalidInput("NAME", error.message) from None
+        raise
+    click.echo(f"created user {user.name} ({user.role})")
+    if token:
+        _show_token(user.name, token)
+    elif password is None:
+        click.echo(f"{user.name} has no password and no token yet: give --password-stdin or --token", err=True)
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def users_list(as_json: bool) -> None:
+    """Every user: name, role, status, whether they hold an API token, email."""
+    from farm.accounts.service import list_users
+    from farm.db.session import transaction
+
+    with transaction(_context().session_factory) as session:
+        rows = [{"id": u.id, "name": u.name, "role": u.role, "email": u.email, "disabled": u.disabled,
+                 "has_token": u.api_token_hash is not None, "created_at": u.created_at.isoformat()}
+                for u in list_users(session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'NAME':<24} {'ROLE':<17} {'STATUS':<9} {'TOKEN':<6} EMAIL")
+    for u in rows:
+        click.echo(f"{u['name']:<24} {u['role']:<17} {'disabled' if u['disabled'] else 'active':<9} "
+                   f"{'yes' if u['has_token'] else '-':<6} {u['email'] or ''}")
+
+
+@users.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Issue a new API token for NAME (any earlier one stops working) and print it, once."""
+    from farm.accounts.service import issue_api_token
+    from farm.db.session import transaction
+
+    with transaction(_context().session_factory) as session:
+        token = issue_api_token(session, _user_named(session, name))
+    _show_token(name, token)
+
+
+@users.command("disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """Refuse NAME's sign-in and API token from now on."""
+    _set_user_disabled(name, True)
+
+
+@users.command("enable")
+@click.argument("name")
+def users_enable(name: str) -> None:
+    """Let a disabled user in again."""
+    _set_user_disabled(name, False)
+
+
+def _user_named(session, name: str):
+    from farm.accounts.service import get_user_by_name
+    from farm.errors import NotFound
+
+    try:
+        return get_user_by_name(session, name)
+    except NotFound:
+        raise InvalidInput("NAME", f"there is no user named '{name}' (see `farm users list`)") from None
+
+
+def _set_user_disabled(name: str, disabled: bool) -> None:
+    from farm.accounts.service import set_disabled
+    from farm.db.session import transaction
+
+    with transaction(_context().session_factory) as session:
+        set_disabled(session, _user_named(session, name), disabled)
+    click.echo(f"user {name} {'disabled' if disabled else 'enabled'}")
 
 
 # -- farm db --------------------------------------------------------------------------------
