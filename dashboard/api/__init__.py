@@ -1,0 +1,5 @@
+"""The REST API under /api/v1. Each route module declares its routes on `api` when imported:
+add a new module to the import below."""
+
+from dashboard.api.blueprint import api, api_body, api_query  # noqa: F401
+from dashboard.api import accounts, docs  # noqa: F401,E402  (route modules)
