@@ -94,6 +94,12 @@ class Settings(BaseModel):
     # lost in a broker restart, or an enqueue that failed after the commit) is sent again.
     stranded_after_seconds: Annotated[int, Field(ge=2, le=86400)] = 60
 
+    # Batch jobs: the largest CSV of variable rows accepted, the most variable rows per job, and
+    # the most renders (rows x seeds x channel formats) per job.
+    max_csv_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 5 * 1024 * 1024
+    max_rows_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
+    max_renders_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

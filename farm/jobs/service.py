@@ -16,10 +16,10 @@ from farm.audit.log import record_event
 from farm.db.base import utcnow
 from farm.db.models import FINISHED_RENDER_STATES, Asset, Campaign, Job, Render, TemplateVersion, User
 from farm.errors import InvalidInput
-from farm.models.registry import get_model
+from farm.models.registry import get_model, require_active_checkpoint
 from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
 from farm.render.upscale import BUILTIN_UPSCALER, upscaled_size
-from farm.templates.service import expand
+from farm.templates.service import expand, with_style as _with_style
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "steps": 20, "cfg_scale": 7.0, "sampler": "Euler a", "width": 512, "height": 512,
@@ -65,10 +65,6 @@ def _validate_request(request: JobRequest) -> None:
         raise InvalidInput("count", f"the job would make {total} renders; the limit is {MAX_RENDERS_PER_JOB}")
 
 
-def _with_style(text: str, style: str) -> str:
-    return f"{text}, {style}" if text and style else text or style
-
-
 def submit_job(session: Session, request: JobRequest) -> Job:
     """Validate and expand a job into render rows in the caller's transaction."""
     _validate_request(request)
@@ -78,11 +74,9 @@ def submit_job(session: Session, request: JobRequest) -> Job:
     version = session.get(TemplateVersion, request.template_version_id)
     if version is None:
         raise InvalidInput("template_version", f"unknown template version id {request.template_version_id}")
-    model = get_model(session, request.model_name)
-    if model.status != "active":
-        raise InvalidInput("model", f"model '{model.name}' is {model.status}: {model.status_reason or 'no reason given'}")
-    if model.kind != "checkpoint":
-        raise InvalidInput("model", f"'{model.name}' is a {model.kind}, not a checkpoint")
+    if campaign.status == "archived":
+        raise InvalidInput("campaign", f"campaign '{campaign.name}' is archived and takes no new jobs")
+    model = require_active_checkpoint(session, request.model_name)
     params = _resolved_params(version, request.params)
 
     renders: list[Render] = []

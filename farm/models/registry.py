@@ -107,3 +107,15 @@ def get_model(session: Session, name: str, field: str = "model") -> RegisteredMo
         known = ", ".join(session.scalars(select(RegisteredModel.name).order_by(RegisteredModel.name)))
         raise InvalidInput(field, f"unknown model '{name}'; registered: {known or 'none'}")
     return model
+
+
+def require_active_checkpoint(session: Session, name: str, field: str = "model") -> RegisteredModel:
+    """The registered checkpoint `name`, if renders may use it now; InvalidInput(field) otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(field, "a model name is required")
+    model = get_model(session, name.strip(), field=field)
+    if model.status != "active":
+        raise InvalidInput(field, f"model '{model.name}' is {model.status}: {model.status_reason or 'no reason given'}")
+    if model.kind != "checkpoint":
+        raise InvalidInput(field, f"'{model.name}' is a {model.kind}, not a checkpoint")
+    return model
