@@ -136,7 +136,7 @@ def login():
         user = authenticate(db, name, password)
     if user is None:
         return render_template("login.html", next=next_page, name=name,
-                               error="That name and password do not match an active account."), 401
+                               error="That name and password do not match an active account.")
     # A fresh session at sign-in: nothing set before it (a planted session) survives.
     session.clear()
     session.permanent = True
