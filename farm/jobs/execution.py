@@ -35,6 +35,7 @@ from farm.render.engine import ModelSource, RenderEngine
 from farm.render.params import Txt2ImgParams
 from farm.render.png import PARAMETERS_KEY, THUMBNAIL_MIME_TYPE, encode_png, format_infotext, make_thumbnail, read_png_text
 from farm.render.upscale import upscale_image
+from farm.render.resize import FormatTarget, cover, format_target
 from farm.storage import ObjectStorage, StorageUnavailable, content_key
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class RenderPlan:
     campaign_id: int
     model_id: int
     channel_format: str | None = None
+    target: FormatTarget | None = None      # txt2img for a channel format: resized and cropped to it
     parent_asset_id: int | None = None      # the asset this render makes a new version of
     params: Txt2ImgParams | None = None     # txt2img
     model: ModelSource | None = None        # txt2img: the checkpoint to load
@@ -150,7 +152,8 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
                       model_sha256=model.sha256, license_identifier=license_identifier,
                       attempt=render.attempts, progress_total=render.progress_total,
                       campaign_id=campaign_id, model_id=render.model_id,
-                      channel_format=render.params.get("format"), parent_asset_id=render.parent_asset_id)
+                      channel_format=render.params.get("format"), parent_asset_id=render.parent_asset_id,
+                      target=format_target(render.params))
         if render.kind == "upscale":
             source = session.get(Asset, render.params["source_asset_id"])
             return RenderPlan(
@@ -238,7 +241,13 @@ def _produce(ctx: WorkerContext, plan: RenderPlan) -> Produced:
             "scale": plan.upscale.scale,
         })
     images = ctx.engine.txt2img(plan.model, plan.params, progress=_progress_writer(ctx, plan.render_id))
-    return Produced(images[0], format_infotext(plan.params, plan.model_name, plan.model_sha256), provenance)
+    if plan.target is None:
+        return Produced(images[0], format_infotext(plan.params, plan.model_name, plan.model_sha256), provenance)
+    # Generated near the model's native size (farm.campaigns.formats); delivered at the format's exact size.
+    target = plan.target
+    return Produced(cover(images[0], target.width, target.height),
+                    format_infotext(plan.params, plan.model_name, plan.model_sha256, extra=target.infotext_fields()),
+                    {**provenance, "channel_format": target.name, "format_size": [target.width, target.height]})
 
 
 def _store(ctx: WorkerContext, produced: Produced) -> StoredImage:

@@ -28,8 +28,13 @@ THUMBNAIL_MIME_TYPE = "image/webp"
 THUMBNAIL_QUALITY = 80
 
 
-def format_infotext(params: Txt2ImgParams, model_name: str, model_sha256: str) -> str:
-    """A1111's infotext for one image (use that image's own seed in `params`)."""
+def format_infotext(params: Txt2ImgParams, model_name: str, model_sha256: str,
+                    extra: dict[str, object] | None = None) -> str:
+    """A1111's infotext for one image (use that image's own seed in `params`).
+
+    `extra` pairs follow the generation fields, as A1111's extensions add theirs (the farm notes a
+    channel format there: "Channel format: instagram_story, Format size: 1080x1920").
+    """
     fields = {
         "Steps": params.steps,
         "Sampler": params.sampler,
@@ -38,6 +43,7 @@ def format_infotext(params: Txt2ImgParams, model_name: str, model_sha256: str) -
         "Size": f"{params.width}x{params.height}",
         "Model hash": model_sha256[:MODEL_HASH_LENGTH].lower() if model_sha256 else None,
         "Model": model_name or None,
+        **(extra or {}),
     }
     generation = ", ".join(f"{key}: {_quote(value)}" for key, value in fields.items() if value is not None)
     negative = f"\nNegative prompt: {params.negative_prompt}" if params.negative_prompt else ""

@@ -8,6 +8,9 @@ pixels that survive are resampled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Mapping
+
 from PIL import Image, ImageOps
 
 from farm.errors import InvalidInput
@@ -27,3 +30,24 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     if image.size == (width, height):
         return image
     return ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class FormatTarget:
+    """The channel format a render is delivered in: its name and exact size."""
+
+    name: str
+    width: int
+    height: int
+
+    def infotext_fields(self) -> dict[str, str]:
+        return {"Channel format": self.name, "Format size": f"{self.width}x{self.height}"}
+
+
+def format_target(render_params: Mapping) -> FormatTarget | None:
+    """The format a render's params ask for (keys `format`, `format_width`, `format_height`, as
+    farm.jobs.batch writes them), or None for a render kept at its generated size."""
+    if render_params.get("format_width") is None:
+        return None
+    return FormatTarget(str(render_params.get("format")), int(render_params["format_width"]),
+                        int(render_params["format_height"]))
