@@ -1,0 +1,186 @@
+"""The gallery: assets newest first, filtered, one page at a time, fast with 100,000 assets.
+
+Paging is by keyset, not offset: a page asks for ids below the last id of the page before
+(`before`), so page 500 costs what page 1 costs. Each filter has an index ending in id
+((campaign_id, id), (job_id, id), (model_id, id), (channel_format, id), (approval_state, id)),
+so a page is one backward index range scan that stops after `limit + 1` rows; the extra row
+says whether there is a next page without counting anything.
+
+A page is one query (two when it filters on a campaign: NotFound for a campaign the user cannot
+see), whatever its size: the model name and the render's prompt and seed for the caption come
+in the same query by join, and thumbnails are keys in the asset row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from farm.campaigns.access import require_visible_campaign, visible_campaigns
+from farm.db.models import APPROVAL_STATES, Asset, Campaign, RegisteredModel, Render, User
+from farm.errors import InvalidInput
+
+DEFAULT_PAGE_SIZE = 48
+MAX_PAGE_SIZE = 200
+CAPTION_LENGTH = 120
+
+
+@dataclass(frozen=True)
+class GalleryFilters:
+    campaign_id: int | None = None
+    job_id: int | None = None
+    approval_state: str | None = None
+    model_id: int | None = None
+    channel_format: str | None = None
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, Any]) -> "GalleryFilters":
+        """From query-string or JSON values (text or numbers; empty means no filter), checked:
+        InvalidInput names the field."""
+        values: dict[str, Any] = {}
+        for name in ("campaign_id", "job_id", "model_id"):
+            values[name] = _optional_id(args.get(name), name)
+        for name in ("approval_state", "channel_format"):
+            value = args.get(name)
+            values[name] = value.strip() or None if isinstance(value, str) else value
+        filters = cls(**values)
+        filters.validate()
+        return filters
+
+    def validate(self) -> None:
+        for name in ("campaign_id", "job_id", "model_id"):
+            _optional_id(getattr(self, name), name)
+        if self.approval_state is not None and self.approval_state not in APPROVAL_STATES:
+            raise InvalidInput("approval_state", f"must be one of {', '.join(APPROVAL_STATES)}")
+        if self.channel_format is not None and (not isinstance(self.channel_format, str) or len(self.channel_format) > 64):
+            raise InvalidInput("channel_format", "must be a channel format name")
+
+    def active(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def _optional_id(value: object, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(name, f"must be a positive whole number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    asset_id: int
+    thumbnail_key: str
+    storage_key: str
+    width: int
+    height: int
+    format: str
+    approval_state: str
+    version: int
+    parent_asset_id: int | None
+    campaign_id: int
+    job_id: int
+    model_id: int
+    model_name: str
+    channel_format: str | None
+    seed: int | None
+    caption: str  # the prompt, cut to CAPTION_LENGTH characters
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class GalleryPage:
+    items: list[GalleryItem]
+    has_more: bool
+    # Pass as `before` for the next page (the last item's id); None on the last page.
+    next_cursor: int | None
+    filters: GalleryFilters = field(default_factory=GalleryFilters)
+    limit: int = DEFAULT_PAGE_SIZE
+
+
+def gallery_query(user: User, filters: GalleryFilters, before: int | None, limit: int) -> Select:
+    """The SELECT behind one page (limit + 1 rows); exposed so tests and the bench can EXPLAIN it."""
+    prompt = Render.params["prompt"].as_string()
+    query = (
+        select(Asset.id, Asset.thumbnail_key, Asset.storage_key, Asset.width, Asset.height, Asset.format,
+               Asset.approval_state, Asset.version, Asset.parent_asset_id, Asset.campaign_id, Asset.job_id,
+               Asset.model_id, RegisteredModel.name, Asset.channel_format, Render.params["seed"].as_integer(),
+               prompt, Asset.created_at)
+        .join(Render, Render.id == Asset.render_id)
+        .join(RegisteredModel, RegisteredModel.id == Asset.model_id)
+        .where(visible_campaigns(user, Asset.campaign_id))
+    )
+    for name, value in filters.active().items():
+        query = query.where(getattr(Asset, name) == value)
+    if before is not None:
+        query = query.where(Asset.id < before)
+    return query.order_by(Asset.id.desc()).limit(limit + 1)
+
+
+def list_assets(session: Session, user: User, filters: GalleryFilters | None = None, *,
+                before: int | None = None, limit: int = DEFAULT_PAGE_SIZE) -> GalleryPage:
+    """One page of the assets `user` may see, newest first, matching every filter given.
+
+    `before`: the `next_cursor` of the page before (None for the first page). Filtering on a
+    campaign the user cannot see raises NotFound, as opening it would.
+    """
+    filters = filters or GalleryFilters()
+    filters.validate()
+    before = _optional_id(before, "before")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}, got {limit!r}")
+    if filters.campaign_id is not None:
+        require_visible_campaign(session, user, filters.campaign_id)
+    rows = session.execute(gallery_query(user, filters, before, limit)).all()
+    items = [GalleryItem(
+        asset_id=r[0], thumbnail_key=r[1], storage_key=r[2], width=r[3], height=r[4], format=r[5],
+        approval_state=r[6], version=r[7], parent_asset_id=r[8], campaign_id=r[9], job_id=r[10], model_id=r[11],
+        model_name=r[12], channel_format=r[13], seed=r[14], caption=_caption(r[15]), created_at=r[16],
+    ) for r in rows[:limit]]
+    has_more = len(rows) > limit
+    return GalleryPage(items=items, has_more=has_more, next_cursor=items[-1].asset_id if has_more else None,
+                       filters=filters, limit=limit)
+
+
+def _caption(prompt: str | None) -> str:
+    prompt = (prompt or "").strip()
+    return prompt if len(prompt) <= CAPTION_LENGTH else prompt[:CAPTION_LENGTH - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class FilterChoice:
+    value: Any
+    label: str
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    campaigns: list[FilterChoice]
+    models: list[FilterChoice]
+    approval_states: list[FilterChoice]
+    channel_formats: list[FilterChoice]
+
+
+def filter_choices(session: Session, user: User) -> FilterChoices:
+    """What the gallery's filter menus offer: the campaigns the user may see (and their channel
+    formats), the models that can make assets, the approval states. Two small queries, no scan
+    of the assets (jobs are filtered from a job's page, not from a menu)."""
+    campaigns = session.execute(
+        select(Campaign.id, Campaign.name, Campaign.channel_formats).where(visible_campaigns(user))
+        .order_by(Campaign.name)).all()
+    models = session.execute(
+        select(RegisteredModel.id, RegisteredModel.name)
+        .where(RegisteredModel.kind.in_(("checkpoint", "upscaler"))).order_by(RegisteredModel.name)).all()
+    formats = sorted({name for _, _, names in campaigns for name in (names or [])})
+    return FilterChoices(
+        campaigns=[FilterChoice(i, name) for i, name, _ in campaigns],
+        models=[FilterChoice(i, name) for i, name in models],
+        approval_states=[FilterChoice(s, s.replace("_", " ")) for s in APPROVAL_STATES],
+        channel_formats=[FilterChoice(name, name) for name in formats],
+    )

@@ -1,0 +1,1 @@
+"""Review: reviewers' decisions on assets, re-renders with changes, versions and comparison."""
