@@ -19,7 +19,8 @@ _ASYNC_COMMIT_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 def make_engine(database_url: str, *, commits_wait_for_disk: bool = True) -> Engine:
     """An engine for the URL. `commits_wait_for_disk=False` (the workers' engines) makes
     non-durable commits the connection default, saving a statement per transaction on the hot
-    path; transactions that must be durable say so and get `synchronous_commit = on`."""
+    path; transactions that must be durable say so and get `synchronous_commit = on`. Such an
+    engine's callers must handle a connection found dead (OperationalError) by trying again."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -35,7 +36,10 @@ def make_engine(database_url: str, *, commits_wait_for_disk: bool = True) -> Eng
         url = url.set(drivername="postgresql+psycopg")
     if commits_wait_for_disk:
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c synchronous_commit=off"})
+    # No pre-ping either: it costs a round trip per transaction. A connection that died with a
+    # database restart fails its next statement instead; SQLAlchemy then drops the whole pool
+    # and the render task tries again at once on fresh connections (farm.queue.tasks).
+    engine = create_engine(url, connect_args={"options": "-c synchronous_commit=off"})
     _ASYNC_COMMIT_ENGINES.add(engine)
     return engine
 

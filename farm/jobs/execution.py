@@ -14,14 +14,15 @@ import logging
 import time
 import traceback
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, literal_column, or_, select, update
+from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
@@ -69,9 +70,10 @@ class WorkerContext:
     queue_routes: dict[str, str] = field(default_factory=dict)
     # Set while the registry says this worker drains: it takes no new render.
     draining: threading.Event = field(default_factory=threading.Event)
-    # Uploads the thumbnail while the worker's own thread uploads the image.
+    # Uploads the image and its thumbnail side by side while the worker's own thread writes
+    # the finishing rows (committed only once both objects are stored).
     uploads: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="farm-upload"))
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="farm-upload"))
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,34 @@ class _Blocklisted(Exception):
     """This worker has failed the render's job `blocklist_after` times: it leaves the render alone."""
 
 
+# What a worker needs besides the render row: its model, the model's license and the job's
+# campaign. They come back with the leased row (subqueries in RETURNING): one round trip instead
+# of two. Written out because SQLAlchemy drops table names inside RETURNING for SQLite, which
+# leaves `id` ambiguous there.
+_LEASED_RENDER_DETAILS = tuple(
+    literal_column(f"({subquery})").label(label) for label, subquery in {
+        "model_name": "SELECT models.name FROM models WHERE models.id = renders.model_id",
+        "model_sha256": "SELECT models.sha256 FROM models WHERE models.id = renders.model_id",
+        "model_uri": "SELECT models.uri FROM models WHERE models.id = renders.model_id",
+        "model_architecture": "SELECT models.architecture FROM models WHERE models.id = renders.model_id",
+        "license_identifier": "SELECT licenses.identifier FROM models JOIN licenses ON licenses.id = models.license_id"
+                              " WHERE models.id = renders.model_id",
+        "campaign_id": "SELECT jobs.campaign_id FROM jobs WHERE jobs.id = renders.job_id",
+    }.items()
+)
+
+
 def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
     """Take the render, in one short transaction: check the blocklist, lease the row, mark the
     job running, and copy out everything the work needs. None if the render is not ours to take."""
     now = utcnow()
     with transaction(ctx.session_factory, durable=False) as session:
+        # A lease of this worker's own is abandoned: a worker runs one render at a time, so it
+        # is not working on it now (it restarted, or its last try lost its database connection).
         claimable = or_(
             Render.state == "queued",
-            and_(Render.state.in_(("leased", "running")), Render.lease_expires_at < now),
+            and_(Render.state.in_(("leased", "running")),
+                 or_(Render.lease_expires_at < now, Render.lease_owner == ctx.worker_name)),
         )
         # A paused job's renders wait in the database; resuming queues them again.
         job_accepts_work = Render.job_id.in_(select(Job.id).where(Job.status.not_in(("paused", "cancelled"))))
@@ -131,7 +153,8 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
                     lease_expires_at=now + timedelta(seconds=ctx.lease_seconds),
                     attempts=Render.attempts + 1, error=None)
             .returning(Render.job_id, Render.kind, Render.params, Render.attempts, Render.progress_total,
-                       Render.model_id, Render.parent_asset_id)
+                       Render.model_id, Render.parent_asset_id,
+                       *_LEASED_RENDER_DETAILS)
             .execution_options(synchronize_session=False)
         ).one_or_none()
         if render is None:
@@ -142,16 +165,10 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
         # The job's first render to start makes it running (no need to look at the others).
         session.execute(update(Job).where(Job.id == render.job_id, Job.status == "queued")
                         .values(status="running").execution_options(synchronize_session=False))
-        model, license_identifier, campaign_id = session.execute(
-            select(RegisteredModel, License.identifier,
-                   select(Job.campaign_id).where(Job.id == render.job_id).scalar_subquery())
-            .join(License, RegisteredModel.license_id == License.id)
-            .where(RegisteredModel.id == render.model_id)
-        ).one()
-        common = dict(render_id=render_id, job_id=render.job_id, kind=render.kind, model_name=model.name,
-                      model_sha256=model.sha256, license_identifier=license_identifier,
+        common = dict(render_id=render_id, job_id=render.job_id, kind=render.kind, model_name=render.model_name,
+                      model_sha256=render.model_sha256, license_identifier=render.license_identifier,
                       attempt=render.attempts, progress_total=render.progress_total,
-                      campaign_id=campaign_id, model_id=render.model_id,
+                      campaign_id=render.campaign_id, model_id=render.model_id,
                       channel_format=render.params.get("format"), parent_asset_id=render.parent_asset_id,
                       target=format_target(render.params))
         if render.kind == "upscale":
@@ -165,8 +182,8 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
         fields = {k: render.params[k] for k in Txt2ImgParams.__dataclass_fields__}
         return RenderPlan(
             **common, params=Txt2ImgParams(**fields),
-            model=ModelSource(name=model.name, path=Path(model.uri), architecture=model.architecture,
-                              sha256=model.sha256),
+            model=ModelSource(name=render.model_name, path=Path(render.model_uri),
+                              architecture=render.model_architecture, sha256=render.model_sha256),
         )
 
 
@@ -209,12 +226,26 @@ class RenderCancelled(Exception):
 
 @dataclass(frozen=True)
 class StoredImage:
+    """An image and its thumbnail on their way to the object store: `wait()` returns once both
+    are stored, or raises _UploadFailed."""
+
     key: str
     sha256: str
     size_bytes: int
     thumbnail_key: str
     width: int
     height: int
+    uploads: tuple[Future, ...] = ()
+
+    def wait(self) -> None:
+        errors = [upload.exception() for upload in self.uploads]
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            raise _UploadFailed() from error
+
+
+class _UploadFailed(Exception):
+    """Storing the image or its thumbnail failed; the cause is the storage error."""
 
 
 @dataclass(frozen=True)
@@ -256,16 +287,14 @@ def _store(ctx: WorkerContext, produced: Produced) -> StoredImage:
     thumbnail = make_thumbnail(image)
     key = content_key(png, ".png", namespace="images")
     thumbnail_key = content_key(thumbnail, ".webp", namespace="thumbnails")
-    # Objects first, row second: a crash in between leaves an object without a row (swept
-    # later), never a row pointing at nothing. The two uploads run side by side: each is
-    # mostly waiting on the object store.
-    thumbnail_upload = ctx.uploads.submit(ctx.storage.put, thumbnail_key, thumbnail, THUMBNAIL_MIME_TYPE)
-    try:
-        ctx.storage.put(key, png, "image/png")
-    finally:
-        thumbnail_upload.result()
+    # Objects first, row second: the finish commits the asset row only after both uploads have
+    # succeeded, so a crash leaves at most an object without a row (swept later), never a row
+    # pointing at nothing. The uploads run side by side, and beside the finish's statements:
+    # each is mostly waiting on the object store.
+    uploads = (ctx.uploads.submit(ctx.storage.put, key, png, "image/png"),
+               ctx.uploads.submit(ctx.storage.put, thumbnail_key, thumbnail, THUMBNAIL_MIME_TYPE))
     return StoredImage(key=key, sha256=hashlib.sha256(png).hexdigest(), size_bytes=len(png),
-                       thumbnail_key=thumbnail_key, width=image.width, height=image.height)
+                       thumbnail_key=thumbnail_key, width=image.width, height=image.height, uploads=uploads)
 
 
 def _job_cancelled(session: Session, job_id: int) -> bool:
@@ -273,8 +302,17 @@ def _job_cancelled(session: Session, job_id: int) -> bool:
 
 
 def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
-    """Mark the render succeeded and write its asset, in one transaction; False if it is no
-    longer ours (our lease was taken over, or the job was cancelled meanwhile)."""
+    """Mark the render succeeded and write its asset, in one transaction that commits only once
+    the uploads are done; False if it is no longer ours (our lease was taken over, or the job
+    was cancelled meanwhile). Raises _UploadFailed, rolling back, if an upload failed."""
+    try:
+        return _finish_rows(ctx, plan, stored)
+    finally:
+        for upload in stored.uploads:  # never leave an upload running behind a failure
+            upload.exception()
+
+
+def _finish_rows(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
     with transaction(ctx.session_factory, durable=False) as session:
         job_not_cancelled = Render.job_id.in_(select(Job.id).where(Job.status != "cancelled"))
         finished = session.execute(
@@ -287,6 +325,7 @@ def _finish(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> bool:
             if _job_cancelled(session, plan.job_id):
                 _end_cancelled(session, ctx, plan)  # its objects are orphans now; the sweep removes them
             return False  # else our lease was taken over; the other worker's result stands
+        stored.wait()
         session.execute(insert(Asset).values(
             render_id=plan.render_id, storage_key=stored.key, sha256=stored.sha256,
             size_bytes=stored.size_bytes, format="png", width=stored.width, height=stored.height,
@@ -405,16 +444,22 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         return Outcome.SKIPPED
     try:
         stored = _store(ctx, _produce(ctx, plan))
+        return Outcome.SUCCEEDED if _finish(ctx, plan, stored) else Outcome.SKIPPED
     except RenderCancelled:
         with transaction(ctx.session_factory) as session:
             _end_cancelled(session, ctx, plan)
         return Outcome.SKIPPED
-    except StorageUnavailable as error:
-        log.warning("render %s: %s; it waits for the object store", render_id, error)
-        return _wait_for_service(ctx, plan, error)
+    except (StorageUnavailable, _UploadFailed) as failure:  # reading an upscale's source, or storing
+        error = failure.__cause__ if isinstance(failure, _UploadFailed) else failure
+        if isinstance(error, StorageUnavailable):
+            log.warning("render %s: %s; it waits for the object store", render_id, error)
+            return _wait_for_service(ctx, plan, error)
+        log.warning("render %s attempt %s failed to store its image: %s", render_id, plan.attempt, error)
+        return _record_failure(ctx, plan, error, retryable=True)
     except InvalidInput as error:
         return _record_failure(ctx, plan, error, retryable=False)
+    except DatabaseUnreachable:
+        raise  # the task puts the message back and tries again; the lease runs out meanwhile
     except Exception as error:  # any other failure may be transient (out of GPU memory, a bad node)
         log.warning("render %s attempt %s failed:\n%s", render_id, plan.attempt, traceback.format_exc())
         return _record_failure(ctx, plan, error, retryable=True)
-    return Outcome.SUCCEEDED if _finish(ctx, plan, stored) else Outcome.SKIPPED

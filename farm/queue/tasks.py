@@ -25,9 +25,14 @@ def render(self, render_id: int) -> str:
     ctx = worker_context(self.app)
     try:
         outcome = execute_render(ctx, render_id)
-    except DatabaseUnreachable:
+    except DatabaseUnreachable as error:
         # The database is the record of what to do; without it, put the message back (the
         # broker still works) and try again shortly, rather than acknowledge and lose it.
+        # A connection found dead (the database restarted since the worker last used it; the
+        # worker engine does not pre-ping) has made SQLAlchemy drop the pool: try again at once,
+        # once; a lease it may have taken is its own, and a worker takes its own lease again.
+        if error.connection_invalidated and not self.request.retries:
+            raise self.retry(countdown=0)
         raise self.retry(countdown=DATABASE_RETRY_SECONDS)
     # A render that goes back to the queue gets a fresh message, routed again, and this one is
     # acknowledged. Routing again (rather than Celery's retry, which republishes to the same

@@ -25,7 +25,8 @@ def test_dispatch_bench_completes_and_prints_its_figures(postgres_admin_url, red
     out = result.stdout
     assert "one job of 20 renders on 2 workers" in out
     figures = re.search(r"^RESULT renders_per_s=([\d.]+) farm_overhead_ms=([\d.]+) "
-                        r"celery_round_trip_ms=([\d.]+) ratio=([\d.]+)$", out, re.MULTILINE)
+                        r"celery_round_trip_ms=([\d.]+) ratio=([\d.]+) "
+                        r"per_render_ms=([\d.]+) per_render_ratio=([\d.]+)$", out, re.MULTILINE)
     assert figures, out
     assert all(float(value) > 0 for value in figures.groups())
     # Every render succeeded, spread over the two workers' names.

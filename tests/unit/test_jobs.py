@@ -138,6 +138,44 @@ def test_render_leased_by_live_worker_is_left_alone_but_expired_lease_is_taken_o
         assert session.get(Render, render_id).attempts == 2
 
 
+def test_a_worker_takes_its_own_abandoned_lease_again(embedded_farm):
+    """A worker runs one render at a time: a live lease in its own name was left behind (it
+    restarted, or lost its database connection mid-render), so its message is worked, not dropped."""
+    factory = embedded_farm.session_factory
+    _, render_id = _single_render_job(factory)
+    with transaction(factory) as session:
+        session.execute(update(Render).where(Render.id == render_id).values(
+            state="running", lease_owner="test-worker", lease_expires_at=utcnow() + timedelta(minutes=5), attempts=1))
+    ctx = build_worker_context(embedded_farm.settings, worker_name="test-worker")
+    assert execute_render(ctx, render_id) is Outcome.SUCCEEDED
+    with transaction(factory) as session:
+        render = session.get(Render, render_id)
+        assert (render.state, render.attempts, render.rendered_by) == ("succeeded", 2, "test-worker")
+
+
+class _ThumbnailOutage(LocalFolderStorage):
+    """A real folder store that stores images but fails to store thumbnails."""
+
+    def put(self, key, data, content_type):
+        if key.endswith(".webp"):
+            raise OSError("thumbnail store is unavailable")
+        super().put(key, data, content_type)
+
+
+def test_no_asset_row_is_committed_unless_both_objects_are_stored(embedded_farm, tmp_path):
+    """The finish writes its rows while the uploads run, but commits only after both succeed."""
+    factory = embedded_farm.session_factory
+    _, render_id = _single_render_job(factory)
+    ctx = dataclasses.replace(build_worker_context(embedded_farm.settings, worker_name="test-worker"),
+                              storage=_ThumbnailOutage(tmp_path / "objects"))
+    assert execute_render(ctx, render_id) is Outcome.RETRY
+    with transaction(factory) as session:
+        render = session.get(Render, render_id)
+        assert (render.state, render.lease_owner) == ("queued", None)
+        assert "thumbnail store is unavailable" in render.error
+        assert session.scalar(select(func.count(Asset.id))) == 0
+
+
 class _StorageOutage(LocalFolderStorage):
     """A real folder store whose writes fail, as S3 does during an outage."""
 
