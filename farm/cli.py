@@ -518,7 +518,7 @@ def users_create(name: str, role: str, email: str | None, password_stdin: bool, 
 
     password = None
     if password_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise InvalidInput("password", "standard input gave no password")
     try:
