@@ -1,0 +1,1 @@
+"""Exports: a campaign's approved assets with their provenance, as files for delivery."""
