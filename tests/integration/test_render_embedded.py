@@ -3,7 +3,6 @@ through the real `farm` command in child processes."""
 
 import io
 import json
-import urllib.request
 
 from PIL import Image
 from sqlalchemy import select
@@ -92,19 +91,35 @@ def test_detached_job_is_rendered_by_a_separate_worker_process(farm_home, tmp_pa
 
 
 def test_farm_up_serves_the_dashboard_and_renders_with_its_worker(farm_home, tmp_path):
+    import re
+    import stat
+
+    import requests
+
     port = free_port()
     env = farm_environ(FARM_HOME=str(farm_home), FARM_WEB_PORT=str(port))
     base = f"http://127.0.0.1:{port}"
+    browser = requests.Session()
 
     def get(path):
         try:
-            with urllib.request.urlopen(base + path, timeout=5) as response:
-                return response.read()
+            response = browser.get(base + path, timeout=5)
         except OSError:
             return None
+        return response.content if response.ok else None
 
     with farm_process("up", env=env, log_path=tmp_path / "up.log"):
         wait_until(lambda: get("/healthz"), 180, "the dashboard to answer")
+        # First run: an admin whose password farm up wrote to a private file, and said where.
+        password_file = farm_home / "initial-admin-password"
+        assert str(password_file) in (tmp_path / "up.log").read_text()
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        form = browser.get(base + "/login", timeout=5).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        signed_in = browser.post(base + "/login", timeout=5, allow_redirects=False, data={
+            "csrf_token": token, "name": "admin", "password": password_file.read_text().strip()})
+        assert signed_in.status_code == 302, signed_in.text
+
         submitted = run_farm("render", PROMPT, *RENDER_FLAGS, "--seed", "9", "--detach", env=env)
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()
@@ -115,3 +130,5 @@ def test_farm_up_serves_the_dashboard_and_renders_with_its_worker(farm_home, tmp
         assert f"/objects/{thumbnail_key}" in page
         assert Image.open(io.BytesIO(get(f"/objects/{thumbnail_key}"))).size[0] <= 256
         assert get("/objects/images/00/00/missing.png") is None
+        # Images are for signed-in users only.
+        assert requests.get(f"{base}/objects/{thumbnail_key}", timeout=5, allow_redirects=False).status_code == 302
