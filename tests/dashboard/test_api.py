@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from flask import Blueprint
 
 from dashboard.api.blueprint import ApiBlueprint, api_body, api_query
 from dashboard.app import create_app
@@ -189,4 +188,3 @@ def test_pages_get_error_pages_not_json(client):
 def test_current_user_is_none_outside_a_signed_in_request(app):
     with app.test_request_context("/api/v1/me"):
         assert current_user() is None
-    assert isinstance(probe, Blueprint)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from farm.db.models import User
 from farm.db.session import transaction
-from tests.dashboard.conftest import PASSWORD, add_user, csrf_from_page, csrf_token, farm_of, login_as, sign_in
+from tests.dashboard.conftest import PASSWORD, add_user, csrf_from_page, csrf_token, farm_of, login_as
 
 
 def _user_count(client) -> int:

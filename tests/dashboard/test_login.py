@@ -8,7 +8,7 @@ from sqlalchemy import select
 from farm.accounts.service import get_user, set_disabled, set_password
 from farm.db.models import AuditEvent
 from farm.db.session import transaction
-from tests.dashboard.conftest import PASSWORD, add_user, csrf_token, farm_of, login_as, make_app, sign_in
+from tests.dashboard.conftest import add_user, csrf_token, farm_of, login_as, make_app, sign_in
 
 
 def _actions(farm) -> list[str]:

@@ -39,7 +39,7 @@ def test_path_parameters_become_openapi_parameters():
     assert openapi_path("/api/v1/jobs/<int:job_id>/renders/<path:key>") == "/api/v1/jobs/{job_id}/renders/{key}"
 
 
-def test_an_undeclared_api_route_stops_the_app(embedded_farm):
+def test_an_undeclared_api_route_stops_the_app():
     rogue = ApiBlueprint("rogue", __name__, url_prefix="/api/v1/rogue")
     rogue.add_url_rule("/x", "x", requires("campaigns.view")(lambda: {}))
     app = Flask(__name__)
