@@ -16,7 +16,7 @@ from farm.context import FarmContext
 from farm.db.models import Render
 from farm.db.session import transaction
 from farm.jobs.service import JobRequest, submit_job, submit_upscale
-from farm.queue.routing import Message, publish, route_renders
+from farm.queue.routing import Message, publish, route_new_job, route_renders
 from farm.templates.service import get_or_create_template
 
 # `farm render PROMPT` goes through a template like any other job: this one passes the prompt on.
@@ -34,7 +34,7 @@ def enqueue_job(ctx: FarmContext, job_id: int) -> int:
 def _route_job(ctx: FarmContext, session, job) -> list[Message]:
     """Route a new job's renders inside the transaction that writes it (one transaction, not
     three); the messages go out with `publish` after the commit."""
-    return route_renders(session, ctx.settings, [render.id for render in job.renders])
+    return route_new_job(session, ctx.settings, job)
 
 
 def submit_prompt(

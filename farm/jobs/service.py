@@ -101,7 +101,7 @@ def submit_job(session: Session, request: JobRequest) -> Job:
                 ))
 
     job = Job(
-        campaign_id=campaign.id, template_version_id=version.id, model_id=model.id, kind="txt2img",
+        campaign_id=campaign.id, template_version_id=version.id, model=model, kind="txt2img",
         variable_rows=request.variable_rows, seeds=request.seeds, formats=[], params=params,
         priority=request.priority, submitted_by_id=request.submitted_by.id if request.submitted_by else None,
         renders=renders,
@@ -150,7 +150,7 @@ def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: floa
         ))
     first = sources[0][1].job
     job = Job(
-        campaign_id=first.campaign_id, template_version_id=first.template_version_id, model_id=upscaler.id,
+        campaign_id=first.campaign_id, template_version_id=first.template_version_id, model=upscaler,
         kind="upscale", variable_rows=[], seeds=[], formats=[], params={"scale": scale, "upscaler": upscaler.name},
         priority=priority, submitted_by_id=submitted_by.id if submitted_by else None, renders=renders,
     )

@@ -142,6 +142,20 @@ def route_renders(session: Session, settings: Settings, render_ids: Iterable[int
         .where(Render.id.in_(ids), Render.state == "queued")
         .order_by(Render.job_id, Render.index)
     ).all()
+    return _route(session, settings, rows, avoid_worker=avoid_worker, countdown=countdown)
+
+
+def route_new_job(session: Session, settings: Settings, job: Job) -> list[Message]:
+    """`route_renders` for a job written in this very transaction: what routing needs is at hand
+    (its model, kinds and priority), so nothing is read back."""
+    rows = [(render.id, render.kind, job.model.name, job.model.architecture, job.priority) for render in job.renders]
+    return _route(session, settings, rows)
+
+
+def _route(session: Session, settings: Settings, rows, *, avoid_worker: str | None = None,
+           countdown: float = 0) -> list[Message]:
+    if not rows:
+        return []
     warm = _warm_workers(session, settings, avoid_worker) if countdown == 0 else []
     messages = []
     for render_id, kind, model_name, architecture, priority in rows:
