@@ -1,7 +1,9 @@
 """Every route of the app, for every role and for anonymous callers: allowed or refused.
 
 ROUTES must list every URL rule and method the app serves: a new page or API route fails
-`test_every_route_is_in_the_table` until it gets a row here. Each row names the permission the
+`test_every_route_is_in_the_table` until it gets a row, here or in the area's module under
+tests/dashboard/route_tables/ (its ROUTES, and a `targets` function making the campaign, job or
+asset its example URLs name as {placeholders}). Each row names the permission the
 route requires (dashboard/permissions.py), SIGNED_IN or PUBLIC; the matrix test then calls the
 example URL as each role and as an anonymous caller and checks who gets through:
   pages: anonymous -> 302 to /login?next=..., role without the permission -> 403
@@ -13,7 +15,7 @@ about access, not CSRF.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 
 import pytest
 
@@ -23,24 +25,11 @@ from farm.accounts.service import issue_api_token
 from farm.db.models import ROLES
 from farm.db.session import transaction
 from tests.dashboard.conftest import PASSWORD, add_user, csrf_token, make_app, sign_in
+from tests.dashboard.route_tables import AREA_ROUTES, AREA_TARGETS, Route
 
 ANONYMOUS = "anonymous"
 
-
-@dataclass(frozen=True)
-class Route:
-    rule: str
-    method: str
-    example: str  # {target_user_id}: a user the test made to act upon
-    permission: str
-    form: dict = field(default_factory=dict)  # sent with POSTs; chosen to change nothing much
-
-    @property
-    def is_api(self) -> bool:
-        return self.rule.startswith("/api/")
-
-
-ROUTES = [
+BASE_ROUTES = [
     Route("/static/<path:filename>", "GET", "/static/farm.css", PUBLIC),
     Route("/healthz", "GET", "/healthz", PUBLIC),
     Route("/login", "GET", "/login", PUBLIC),
@@ -56,6 +45,7 @@ ROUTES = [
     Route("/api/v1/me", "GET", "/api/v1/me", SIGNED_IN),
     Route("/api/v1/openapi.json", "GET", "/api/v1/openapi.json", PUBLIC),
 ]
+ROUTES = BASE_ROUTES + AREA_ROUTES
 
 # The policy, spelled out role by role, so that changing who may do what changes a test too.
 EXPECTED_PERMISSIONS = {
@@ -91,6 +81,15 @@ def role_users(module_farm) -> dict:
 
 
 @pytest.fixture(scope="module")
+def targets(module_farm, role_users) -> dict:
+    """What example URLs name: {target_user_id}, and whatever each area's `targets` makes."""
+    made = {"target_user_id": role_users["target"].id}
+    for make in AREA_TARGETS:
+        made.update(make(module_farm, role_users))
+    return made
+
+
+@pytest.fixture(scope="module")
 def api_tokens(module_farm, role_users) -> dict:
     with transaction(module_farm.session_factory) as session:
         return {role: issue_api_token(session, role_users[role]) for role in ROLES}
@@ -123,13 +122,13 @@ def test_every_route_is_in_the_table(access_app):
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.rule}")
 def test_table_matches_what_each_view_declares(access_app, route):
     adapter = access_app.url_map.bind("localhost")
-    endpoint, _ = adapter.match(route.example.replace("{target_user_id}", "1"), method=route.method)
+    endpoint, _ = adapter.match(re.sub(r"\{\w+\}", "1", route.example), method=route.method)
     declared = PUBLIC if endpoint == "static" else required_permission(access_app.view_functions[endpoint])
     assert declared == route.permission
 
 
-def _call(client, route: Route, target_user_id: int, token: str | None):
-    url = route.example.format(target_user_id=target_user_id)
+def _call(client, route: Route, targets: dict, token: str | None):
+    url = route.example.format(**targets)
     if route.is_api:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
     elif route.method != "GET":
@@ -141,13 +140,13 @@ def _call(client, route: Route, target_user_id: int, token: str | None):
 
 @pytest.mark.parametrize("who", [ANONYMOUS, *ROLES])
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.rule}")
-def test_route_access(access_app, signed_in_clients, api_tokens, role_users, route, who):
+def test_route_access(access_app, signed_in_clients, api_tokens, role_users, targets, route, who):
     client = signed_in_clients[who]
     if route.rule == "/logout" and who != ANONYMOUS:
         # Signing out would sign the shared client out: use a client of its own.
         client = access_app.test_client()
         assert sign_in(client, role_users[who].name, PASSWORD).status_code == 302
-    response = _call(client, route, role_users["target"].id, api_tokens.get(who))
+    response = _call(client, route, targets, api_tokens.get(who))
 
     assert response.status_code < 500, response.text
     if route.permission == PUBLIC:
