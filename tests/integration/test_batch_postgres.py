@@ -95,7 +95,7 @@ def test_a_submission_racing_an_uncommitted_one_returns_it_through_the_unique_co
     keyed = BatchRequest(**{**request.__dict__, "submission_key": "form-race"})
     second = {}
     with transaction(ctx.session_factory) as session:
-        job, _ = _write_job(session, ctx, manager, keyed)
+        job, _, _ = _write_job(session, ctx, manager, keyed)
         first_id = job.id
         racer = threading.Thread(target=lambda: second.update(result=submit_batch(ctx, manager, keyed)))
         racer.start()
