@@ -6,9 +6,9 @@ Paging is by keyset, not offset: a page asks for ids below the last id of the pa
 so a page is one backward index range scan that stops after `limit + 1` rows; the extra row
 says whether there is a next page without counting anything.
 
-A page is one query (two when it filters on a campaign: NotFound for a campaign the user cannot
-see), whatever its size: the model name and the render's prompt and seed for the caption come
-in the same query by join, and thumbnails are keys in the asset row.
+A page is one or two queries whatever its size (see list_assets): the model name and the
+render's prompt and seed for the caption come in the same query by join, and thumbnails are
+keys in the asset row.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, union_all
 from sqlalchemy.orm import Session
 
-from farm.campaigns.access import require_visible_campaign, visible_campaigns
+from farm.campaigns.access import require_visible_campaign, sees_every_campaign, visible_campaigns
 from farm.db.models import APPROVAL_STATES, Asset, Campaign, RegisteredModel, Render, User
 from farm.errors import InvalidInput
 
@@ -104,23 +104,72 @@ class GalleryPage:
     limit: int = DEFAULT_PAGE_SIZE
 
 
-def gallery_query(user: User, filters: GalleryFilters, before: int | None, limit: int) -> Select:
-    """The SELECT behind one page (limit + 1 rows); exposed so tests and the bench can EXPLAIN it."""
-    prompt = Render.params["prompt"].as_string()
-    query = (
-        select(Asset.id, Asset.thumbnail_key, Asset.storage_key, Asset.width, Asset.height, Asset.format,
-               Asset.approval_state, Asset.version, Asset.parent_asset_id, Asset.campaign_id, Asset.job_id,
-               Asset.model_id, RegisteredModel.name, Asset.channel_format, Render.params["seed"].as_integer(),
-               prompt, Asset.created_at)
-        .join(Render, Render.id == Asset.render_id)
-        .join(RegisteredModel, RegisteredModel.id == Asset.model_id)
-        .where(visible_campaigns(user, Asset.campaign_id))
-    )
-    for name, value in filters.active().items():
-        query = query.where(getattr(Asset, name) == value)
+# A user who sees at most this many campaigns (and filters on none) gets one index range scan
+# per campaign, merged: see gallery_query.
+MAX_CAMPAIGNS_SCANNED_APART = 50
+# Which filter's index a page walks when several filters are given: the one likely to hold the
+# fewest assets (a job holds at most 10,000; a campaign, a model, a format or a state far more).
+DRIVING_FILTERS = ("job_id", "campaign_id", "model_id", "channel_format", "approval_state")
+
+
+def _newest_ids(filters: dict[str, Any], before: int | None, limit: int) -> Select:
+    """The ids of the newest limit + 1 assets below `before` that match every filter.
+
+    Assets are written in id order, but not evenly: a campaign that ended, or a model that was
+    retired, has all its assets far below the newest ids. Walking the primary key backwards and
+    filtering (which the planner, assuming an even spread, often prefers) would then read most of
+    the table to fill one page. So the page walks the filter's own (filter, id) index instead:
+    the filter is written as a range (BETWEEN v AND v) and the order as (filter, id), which only
+    that index gives without sorting. An equality would let Postgres drop the filter from the
+    order (it is constant) and fall back on the primary key. Other filters are checked on the
+    way; at worst the walk reads every asset of the driving filter, never the whole table.
+    """
+    query = select(Asset.id)
     if before is not None:
         query = query.where(Asset.id < before)
-    return query.order_by(Asset.id.desc()).limit(limit + 1)
+    if not filters:
+        return query.order_by(Asset.id.desc()).limit(limit + 1)
+    driver = next(name for name in DRIVING_FILTERS if name in filters)
+    column = getattr(Asset, driver)
+    query = query.where(column.between(filters[driver], filters[driver]),
+                        *[getattr(Asset, name) == value for name, value in filters.items() if name != driver])
+    return query.order_by(column.desc(), Asset.id.desc()).limit(limit + 1)
+
+
+def gallery_query(filters: GalleryFilters, before: int | None, limit: int, *,
+                  campaign_ids: list[int] | None = None) -> Select:
+    """The SELECT behind one page (limit + 1 rows); exposed so tests and the bench can EXPLAIN it.
+
+    The newest matching ids come from one index range scan (`_newest_ids`); the page joins
+    their rows, renders and model names. `campaign_ids` keeps the page to those campaigns (the
+    ones a user may see); None keeps it to none. Each campaign is then read apart through its
+    own index range, newest first and at most limit + 1 ids, and the pieces are merged and cut:
+    at most campaigns x (limit + 1) ids are read, however old the campaigns. Past
+    MAX_CAMPAIGNS_SCANNED_APART campaigns the user sees much of the farm, and one scan of the
+    newest assets, keeping those of their campaigns, fills a page quickly.
+    """
+    active = filters.active()
+    if campaign_ids is None:
+        ids = _newest_ids(active, before, limit)
+    elif len(campaign_ids) > MAX_CAMPAIGNS_SCANNED_APART:
+        ids = _newest_ids(active, before, limit).where(Asset.campaign_id.in_(campaign_ids))
+    else:
+        pieces = [_newest_ids({**active, "campaign_id": campaign_id}, before, limit).subquery()
+                  for campaign_id in campaign_ids]
+        merged = union_all(*[select(piece.c.id) for piece in pieces]).subquery()
+        # Cut to one page before joining, so the join looks up limit + 1 rows by primary key.
+        ids = select(merged.c.id).order_by(merged.c.id.desc()).limit(limit + 1)
+    return (
+        select(Asset.id, Asset.thumbnail_key, Asset.storage_key, Asset.width, Asset.height, Asset.format,
+               Asset.approval_state, Asset.version, Asset.parent_asset_id, Asset.campaign_id, Asset.job_id,
+               # The seed as JSON, not cast to an integer: seeds go up to 2**32 - 1, past Postgres' INTEGER.
+               Asset.model_id, RegisteredModel.name, Asset.channel_format, Render.params["seed"],
+               Render.params["prompt"].as_string(), Asset.created_at)
+        .join(Render, Render.id == Asset.render_id)
+        .join(RegisteredModel, RegisteredModel.id == Asset.model_id)
+        .where(Asset.id.in_(ids))
+        .order_by(Asset.id.desc()).limit(limit + 1)
+    )
 
 
 def list_assets(session: Session, user: User, filters: GalleryFilters | None = None, *,
@@ -128,16 +177,23 @@ def list_assets(session: Session, user: User, filters: GalleryFilters | None = N
     """One page of the assets `user` may see, newest first, matching every filter given.
 
     `before`: the `next_cursor` of the page before (None for the first page). Filtering on a
-    campaign the user cannot see raises NotFound, as opening it would.
+    campaign the user cannot see raises NotFound, as opening it would. One query for users who
+    see every campaign, two otherwise (which campaigns they see, then the page), and two with a
+    campaign filter (that it is visible, then the page).
     """
     filters = filters or GalleryFilters()
     filters.validate()
     before = _optional_id(before, "before")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}, got {limit!r}")
+    campaign_ids = None
     if filters.campaign_id is not None:
         require_visible_campaign(session, user, filters.campaign_id)
-    rows = session.execute(gallery_query(user, filters, before, limit)).all()
+    elif not sees_every_campaign(user):
+        campaign_ids = list(session.scalars(select(Campaign.id).where(visible_campaigns(user)).order_by(Campaign.id)))
+        if not campaign_ids:
+            return GalleryPage(items=[], has_more=False, next_cursor=None, filters=filters, limit=limit)
+    rows = session.execute(gallery_query(filters, before, limit, campaign_ids=campaign_ids)).all()
     items = [GalleryItem(
         asset_id=r[0], thumbnail_key=r[1], storage_key=r[2], width=r[3], height=r[4], format=r[5],
         approval_state=r[6], version=r[7], parent_asset_id=r[8], campaign_id=r[9], job_id=r[10], model_id=r[11],

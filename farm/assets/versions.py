@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import Integer, bindparam, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from farm.assets.lookup import visible_asset
@@ -35,16 +35,19 @@ class VersionEntry:
     is_requested: bool  # the asset the lineage was asked for
 
 
-def _lineage_ids(asset: Asset):
-    """A SELECT of the ids of every version of `asset` (root and all its re-render descendants).
+def _lineage_query():
+    """The SELECT of every version of asset :asset_id (root and all re-render descendants),
+    with its render's parameters, in version order. Built once: constructing the CTEs costs
+    more than running them.
 
     Two recursive CTEs in one statement: up to the root through re-render links, then down from
-    the root. Re-renders stay in their campaign, so the walk down is kept to it and uses the
-    (campaign_id, id) index instead of scanning every asset.
+    the root. Re-renders stay in their campaign, so the walk down is kept to :campaign_id and
+    uses the (campaign_id, id) index instead of every asset.
     """
+    asset_id, campaign_id = bindparam("asset_id", type_=Integer), bindparam("campaign_id", type_=Integer)
     up = (select(Asset.id.label("id"), Asset.parent_asset_id.label("parent_id"), Render.kind.label("kind"),
                  literal(0).label("depth"))
-          .join(Render, Render.id == Asset.render_id).where(Asset.id == asset.id)
+          .join(Render, Render.id == Asset.render_id).where(Asset.id == asset_id)
           .cte("lineage_up", recursive=True))
     parent, parent_render = aliased(Asset), aliased(Render)
     up = up.union_all(
@@ -60,19 +63,20 @@ def _lineage_ids(asset: Asset):
         select(child.id)
         .join(child_render, child_render.id == child.render_id)
         .join(down, child.parent_asset_id == down.c.id)
-        .where(child.campaign_id == asset.campaign_id, child_render.kind != "upscale")
+        # A re-render's asset is written after its parent's, so its id is higher: with the
+        # campaign, that bounds the walk to one range of the (campaign_id, id) index.
+        .where(child.campaign_id == campaign_id, child.id > down.c.id, child_render.kind != "upscale")
     )
-    return select(down.c.id)
+    return (select(Asset, Render.params).join(Render, Render.id == Asset.render_id)
+            .where(Asset.id.in_(select(down.c.id))).order_by(Asset.version, Asset.created_at, Asset.id))
+
+
+_LINEAGE = _lineage_query()
 
 
 def lineage(session: Session, asset: Asset) -> list[VersionEntry]:
     """Every version of an asset already known to be visible, by version, then time: one query."""
-    rows = session.execute(
-        select(Asset, Render.params)
-        .join(Render, Render.id == Asset.render_id)
-        .where(Asset.id.in_(_lineage_ids(asset)))
-        .order_by(Asset.version, Asset.created_at, Asset.id)
-    ).all()
+    rows = session.execute(_LINEAGE, {"asset_id": asset.id, "campaign_id": asset.campaign_id}).all()
     return [VersionEntry(
         asset_id=a.id, version=a.version, parent_asset_id=a.parent_asset_id, approval_state=a.approval_state,
         created_at=a.created_at, thumbnail_key=a.thumbnail_key, storage_key=a.storage_key, width=a.width,

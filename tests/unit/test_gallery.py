@@ -191,4 +191,5 @@ def test_queries_per_page_do_not_grow_with_the_page(embedded_farm):
             assert few[0] == many[0], (user.role, filters, few, many)
             counts[(user.role, filters)] = few[0]
     assert counts[("admin", None)] == 1
+    assert counts[("reviewer", None)] == 2  # which campaigns the reviewer sees, the page
     assert counts[("reviewer", GalleryFilters(campaign_id=first))] == 2  # the campaign's visibility, the page

@@ -1,0 +1,558 @@
+"""How fast the gallery pages with 100,000 assets in Postgres: list_assets latency and queries.
+
+The script, in one run on this machine:
+  - creates a fresh Postgres database (farm_bench_<random>, dropped at the end) and migrates it;
+  - inserts `--assets` assets (default 100,000) with their jobs and renders by COPY, spread the
+    way a busy farm spreads them: campaigns of very different sizes (a few big, a long tail),
+    jobs of 20 to 80 renders, four models (most assets from one), six channel formats and some
+    without one, approval states 60% pending / 25% approved / 10% rejected / 5% changes
+    requested (the newest tenth mostly pending), campaigns that run for weeks and end (so an old
+    campaign's assets lie far below the newest ids), a legacy model retired a third of the way
+    in, and 1 in 20 assets a re-render (version 2+) of an earlier one; then ANALYZE;
+  - times `farm.assets.gallery.list_assets`, each call in its own transaction as a web request
+    makes it, `--repeats` times per scenario: the first page, page 50 reached through cursors,
+    each filter alone (campaign, job, approval state, model, channel format), deep filtered pages,
+    two filters at once, a reviewer who sees three campaigns; and the asset page
+    (farm.assets.detail.asset_detail, with its lineage query) of a new and an old re-render;
+  - counts the SQL statements of each page (a `before_cursor_execute` listener on the engine);
+  - EXPLAINs the campaign-filter pages (first and deep): the plan must walk the (campaign_id, id)
+    index backwards and stop after a page, never sort the campaign's assets. Exits 1 if not.
+Prints p50 / p95 in milliseconds per scenario and a RESULT line.
+
+    python bench/gallery.py [--assets 100000] [--repeats 40] [--page-size 48] [--keep] [--parent-index]
+
+Postgres: RENDERFARM_BENCH_POSTGRES_URL, else RENDERFARM_TEST_POSTGRES_URL as for the tests,
+else postgresql://postgres@127.0.0.1:5432/postgres (an admin connection that may create databases).
+--keep leaves the database in place (its URL is printed) to look at plans by hand.
+--parent-index adds an index on assets (parent_asset_id) that the schema does not have, to
+measure what it would do for the asset page's lineage (see docs/performance.md).
+
+Timing the dashboard's HTML gallery page: add a fetcher in `page_fetchers` (see there); every
+scenario carries the query string its page URL would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlencode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import psycopg  # noqa: E402
+from sqlalchemy import event, select, text  # noqa: E402
+
+from farm.assets.detail import asset_detail  # noqa: E402
+from farm.assets.gallery import GalleryFilters, list_assets  # noqa: E402
+from farm.db import migrate  # noqa: E402
+from farm.db.models import CampaignMember, License, User  # noqa: E402
+from farm.db.session import make_engine, make_session_factory, transaction  # noqa: E402
+from farm.licenses.registry import seed_licenses  # noqa: E402
+
+POSTGRES_ADMIN_URL = (os.environ.get("RENDERFARM_BENCH_POSTGRES_URL")
+                      or os.environ.get("RENDERFARM_TEST_POSTGRES_URL")
+                      or "postgresql://postgres@127.0.0.1:5432/postgres")
+FORMATS = ["instagram_square", "instagram_story", "facebook_link", "linkedin", "youtube_thumbnail", "display_mrec"]
+FORMAT_SIZES = {"instagram_square": (1080, 1080), "instagram_story": (1080, 1920), "facebook_link": (1200, 628),
+                "linkedin": (1200, 627), "youtube_thumbnail": (1280, 720), "display_mrec": (300, 250)}
+STATES = (["pending"] * 60) + (["approved"] * 25) + (["rejected"] * 10) + (["changes_requested"] * 5)
+MODELS = [("sd15-base", 70), ("brand-style-xl", 20), ("photoreal-v5", 7), ("legacy-v1", 10)]
+LEGACY_MODEL = "legacy-v1"
+PRODUCTS = ["running shoe", "leather bag", "wool hat", "espresso machine", "city bike", "desk lamp", "watch"]
+BACKGROUNDS = ["sand dunes at dawn", "a marble kitchen counter", "a neon-lit street in the rain",
+               "soft studio light on grey paper", "an alpine meadow", "a sunlit loft with plants"]
+CAMPAIGNS = 24
+REVIEWER_CAMPAIGNS = 3
+# A page's plan may read at most this many asset rows per row it returns (filters that the index
+# does not cover throw some away); more means it wanders through the table.
+READ_BUDGET = 20
+
+
+class BenchFailed(Exception):
+    """A plan or a figure is not what the gallery needs; the message says what."""
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh database for the run, dropped afterwards (as bench/dispatch.py makes its own)."""
+    name = f"farm_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the data set --------------------------------------------------------------------------------
+
+@dataclass
+class Dataset:
+    """What was inserted, for choosing scenarios: ids by kind, and the campaigns' sizes."""
+
+    admin_id: int
+    reviewer_id: int
+    campaign_sizes: dict[int, int]
+    campaign_ends: dict[int, float]  # when each campaign stopped rendering (fraction of the period)
+    reviewer_campaigns: list[int]
+    model_ids: dict[str, int]
+    jobs: list[tuple[int, int]]  # (job id, asset count)
+    assets: int
+    rerenders: list[tuple[int, int]] = field(default_factory=list)  # (asset id, campaign id), oldest first
+    seconds: float = 0.0
+
+
+def _utc(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _campaign_weights(count: int) -> list[float]:
+    # A few big campaigns and a long tail (1/rank); the first, which runs throughout, less.
+    return [0.3] + [1 / (rank + 1) for rank in range(1, count)]
+
+
+def _campaign_windows(rng: random.Random, count: int) -> list[tuple[float, float]]:
+    """When each campaign renders, as fractions of the whole period: campaigns run for weeks and
+    end, so an old campaign's assets all sit far below the newest ids (the case where walking the
+    primary key backwards from the newest asset to find a campaign's page is slowest). The first
+    campaign runs throughout, so some campaign is always active."""
+    windows = [(0.0, 1.0)]
+    for _ in range(count - 1):
+        begin = rng.uniform(0.0, 0.85)
+        windows.append((begin, min(1.0, begin + rng.uniform(0.1, 0.4))))
+    return windows
+
+
+def _approval_state(rng: random.Random, age_fraction: float) -> str:
+    """Recent assets wait for review; older ones have mostly been decided."""
+    if age_fraction > 0.9:
+        return "pending" if rng.random() < 0.9 else rng.choice(STATES)
+    return rng.choice(STATES)
+
+
+def seed_gallery(database_url: str, assets: int, *, seed: int = 7) -> Dataset:
+    """Migrate the (empty) database and fill it with `assets` assets; return what went in."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        seed_licenses(session)
+        licenses = list(session.scalars(select(License.id).order_by(License.id)))
+        admin = User(name="bench-admin", role="admin")
+        reviewer = User(name="bench-reviewer", role="reviewer")
+        session.add_all([admin, reviewer])
+        session.flush()
+        admin_id, reviewer_id = admin.id, reviewer.id
+    engine.dispose()
+
+    now = datetime.now(timezone.utc)
+    start = now - timedelta(days=90)
+    with psycopg.connect(database_url) as conn:
+        cur = conn.cursor()
+        model_ids = {}
+        for number, (name, _) in enumerate(MODELS):
+            model_ids[name] = cur.execute(
+                "INSERT INTO models (name, kind, architecture, uri, sha256, license_id, status, created_at) "
+                "VALUES (%s, 'checkpoint', 'sd1', %s, %s, %s, 'active', %s) RETURNING id",
+                (name, f"/models/{name}", f"{number:02x}" * 32, licenses[number % len(licenses)], start),
+            ).fetchone()[0]
+        campaign_ids = []
+        for number in range(CAMPAIGNS):
+            formats = rng.sample(FORMATS, 3)
+            campaign_ids.append(cur.execute(
+                "INSERT INTO campaigns (name, brand, commercial_use, status, style_suffix, style_negative, "
+                "channel_formats, created_at) VALUES (%s, %s, true, 'active', '', '', %s, %s) RETURNING id",
+                (f"Campaign {number + 1:02d}", f"Brand {number % 7}", json.dumps(formats), start),
+            ).fetchone()[0])
+        reviewer_campaigns = campaign_ids[1:1 + REVIEWER_CAMPAIGNS]  # a big one and two middling ones
+        for campaign_id in reviewer_campaigns:
+            cur.execute("INSERT INTO campaign_members (campaign_id, user_id, added_at) VALUES (%s, %s, %s)",
+                        (campaign_id, reviewer_id, start))
+        versions = {}
+        for campaign_id in campaign_ids:
+            template_id = cur.execute("INSERT INTO prompt_templates (campaign_id, name, created_at) "
+                                      "VALUES (%s, 'hero shot', %s) RETURNING id", (campaign_id, start)).fetchone()[0]
+            versions[campaign_id] = cur.execute(
+                "INSERT INTO template_versions (template_id, version, body, negative_body, variables, "
+                "default_params, created_at) VALUES (%s, 1, '{{ product }} on {{ background }}', 'text, watermark', "
+                "'[\"product\", \"background\"]', '{}', %s) RETURNING id", (template_id, start)).fetchone()[0]
+
+        jobs, job_rows, render_rows, asset_rows = [], [], [], []
+        weights = _campaign_weights(CAMPAIGNS)
+        windows = _campaign_windows(rng, CAMPAIGNS)
+        made = 0
+        job_id = render_id = 0
+        step = (now - start) / assets
+        campaign_assets: dict[int, list[int]] = {}
+        rerenders = []
+        versions_of: dict[int, int] = {}  # asset id (= render id here) -> version
+        while made < assets:
+            job_id += 1
+            moment_fraction = made / assets
+            active = [i for i, (begin, end) in enumerate(windows) if begin <= moment_fraction <= end] or [0]
+            campaign_id = campaign_ids[rng.choices(active, [weights[i] for i in active])[0]]
+            # The legacy model was retired a third of the way in; the others share the rest.
+            usable = [(n, w) for n, w in MODELS if n != LEGACY_MODEL or moment_fraction < 0.33]
+            model = rng.choices([n for n, _ in usable], [w for _, w in usable])[0]
+            channel = rng.choice(FORMATS + [None])
+            width, height = FORMAT_SIZES.get(channel, (512, 512))
+            count = min(rng.randint(20, 80), assets - made)
+            created = start + step * made
+            params = {"steps": 30, "cfg_scale": 7.0, "sampler": "DPM++ 2M Karras", "width": 512, "height": 512}
+            job_rows.append((job_id, campaign_id, versions[campaign_id], model_ids[model], "txt2img", "[]", "[]",
+                             json.dumps([channel] if channel else []), json.dumps(params), 5, "succeeded",
+                             admin_id, _utc(created), _utc(created + timedelta(minutes=10))))
+            jobs.append((job_id, count))
+            for index in range(count):
+                render_id += 1
+                made += 1
+                moment = start + step * made
+                prompt = f"{rng.choice(PRODUCTS)} on {rng.choice(BACKGROUNDS)}, studio photograph, brand colours"
+                render_params = {**params, "prompt": prompt, "negative_prompt": "text, watermark",
+                                 "seed": rng.randrange(2**32), "variable_row": 0}
+                if channel:
+                    render_params["format"] = channel
+                render_rows.append((render_id, job_id, index, "txt2img", model_ids[model], json.dumps(render_params),
+                                    "succeeded", 1, "gpu-host-1:0", 30, 30, _utc(moment), _utc(moment), _utc(moment)))
+                siblings = campaign_assets.setdefault(campaign_id, [])
+                parent, version = None, 1
+                if siblings and rng.random() < 0.05:
+                    # A re-render of a recent asset of the campaign: one version more than it.
+                    parent = rng.choice(siblings[-200:])
+                    version = versions_of[parent] + 1
+                    rerenders.append((render_id, campaign_id))
+                versions_of[render_id] = version
+                digest = f"{render_id:064x}"
+                asset_rows.append((render_id, render_id, campaign_id, job_id, model_ids[model], channel,
+                                   f"images/{digest[:2]}/{digest[2:4]}/{digest}.png", digest, 900_000 + render_id % 50_000,
+                                   "png", width, height, f"thumbnails/{digest[:2]}/{digest[2:4]}/{digest}.webp",
+                                   _approval_state(rng, made / assets), parent, version, _utc(moment)))
+                siblings.append(render_id)
+        sizes = {c: len(ids) for c, ids in campaign_assets.items()}
+
+        with cur.copy("COPY jobs (id, campaign_id, template_version_id, model_id, kind, variable_rows, seeds, formats, "
+                      "params, priority, status, submitted_by_id, created_at, finished_at) FROM STDIN") as copy:
+            for row in job_rows:
+                copy.write_row(row)
+        with cur.copy("COPY renders (id, job_id, index, kind, model_id, params, state, attempts, rendered_by, "
+                      "progress_step, progress_total, queued_at, started_at, finished_at) FROM STDIN") as copy:
+            for row in render_rows:
+                copy.write_row(row)
+        with cur.copy("COPY assets (id, render_id, campaign_id, job_id, model_id, channel_format, storage_key, "
+                      "sha256, size_bytes, format, width, height, thumbnail_key, approval_state, parent_asset_id, "
+                      "version, created_at) FROM STDIN") as copy:
+            for row in asset_rows:
+                copy.write_row(row)
+        cur.execute("UPDATE renders SET parent_asset_id = assets.parent_asset_id FROM assets "
+                    "WHERE assets.render_id = renders.id AND assets.parent_asset_id IS NOT NULL")
+        for table in ("jobs", "renders", "assets"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+    return Dataset(admin_id=admin_id, reviewer_id=reviewer_id, campaign_sizes=sizes,
+                   campaign_ends={c: windows[i][1] for i, c in enumerate(campaign_ids) if c in sizes},
+                   reviewer_campaigns=reviewer_campaigns, model_ids=model_ids, jobs=jobs, assets=made,
+                   rerenders=rerenders, seconds=time.perf_counter() - started)
+
+
+# -- what is timed ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    user: str                    # "admin" or "reviewer"
+    filters: GalleryFilters
+    page: int = 1                # reached by following cursors from page 1
+    before: int | None = None    # filled in once the cursor for `page` is known
+
+    def query_string(self, limit: int) -> str:
+        """The query string of this page's URL in the dashboard (for timing the HTML page)."""
+        args = {**self.filters.active(), "limit": limit}
+        if self.before is not None:
+            args["before"] = self.before
+        return urlencode(args)
+
+
+def scenarios(data: Dataset) -> list[Scenario]:
+    by_size = sorted(data.campaign_sizes, key=data.campaign_sizes.get, reverse=True)
+    biggest, smallest = by_size[0], by_size[-1]
+    big_job = max(data.jobs, key=lambda job: job[1])[0]
+    legacy_model = data.model_ids[LEGACY_MODEL]
+    oldest = min(data.campaign_ends, key=data.campaign_ends.get)
+    return [
+        Scenario("first page", "admin", GalleryFilters()),
+        Scenario("page 50 (cursor)", "admin", GalleryFilters(), page=50),
+        Scenario("campaign (biggest)", "admin", GalleryFilters(campaign_id=biggest)),
+        Scenario("campaign (smallest)", "admin", GalleryFilters(campaign_id=smallest)),
+        Scenario("campaign (ended first)", "admin", GalleryFilters(campaign_id=oldest)),
+        Scenario("campaign, page 50", "admin", GalleryFilters(campaign_id=biggest), page=50),
+        Scenario("job", "admin", GalleryFilters(job_id=big_job)),
+        Scenario("state approved", "admin", GalleryFilters(approval_state="approved")),
+        Scenario("state changes_requested, page 20", "admin", GalleryFilters(approval_state="changes_requested"), page=20),
+        Scenario("model (retired long ago)", "admin", GalleryFilters(model_id=legacy_model)),
+        Scenario("channel format", "admin", GalleryFilters(channel_format="linkedin")),
+        Scenario("format, page 50", "admin", GalleryFilters(channel_format="linkedin"), page=50),
+        Scenario("campaign + state", "admin", GalleryFilters(campaign_id=biggest, approval_state="changes_requested")),
+        Scenario("campaign + retired model", "admin", GalleryFilters(campaign_id=biggest, model_id=legacy_model)),
+        Scenario("reviewer, first page", "reviewer", GalleryFilters()),
+        Scenario("reviewer, campaign page 20", "reviewer", GalleryFilters(campaign_id=data.reviewer_campaigns[0]), page=20),
+    ]
+
+
+def checked_scenarios(data: Dataset) -> list[Scenario]:
+    """The pages whose plans are checked: the campaign filter (a big, a small, an old campaign,
+    deep pages) and a reviewer's unfiltered page (their campaigns only)."""
+    return [s for s in scenarios(data) if s.filters.active().keys() == {"campaign_id"}
+            or (s.user == "reviewer" and not s.filters.active())]
+
+
+class StatementLog:
+    """The statements an engine runs (transaction control is not counted)."""
+
+    def __init__(self, engine):
+        self.statements: list[tuple[str, Any]] | None = None
+        event.listen(engine, "before_cursor_execute", self._heard)
+
+    def _heard(self, conn, cursor, statement, parameters, context, executemany):
+        if self.statements is not None and statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "SET"):
+            self.statements.append((statement, parameters))
+
+    @contextmanager
+    def recording(self) -> Iterator[list[tuple[str, Any]]]:
+        self.statements = []
+        try:
+            yield self.statements
+        finally:
+            self.statements = None
+
+
+def core_page(factory, user, scenario: Scenario, limit: int):
+    with transaction(factory) as session:
+        return list_assets(session, user, scenario.filters, before=scenario.before, limit=limit)
+
+
+def page_fetchers(factory, users: dict[str, User], limit: int) -> dict[str, Callable[[Scenario], Any]]:
+    """What is timed for each scenario. Today: the core service (`list_assets`, one transaction).
+
+    Hook for the dashboard: add an entry here that fetches the HTML page, for example
+    `"html": lambda s: client.get("/gallery?" + s.query_string(limit))` with a Flask test client
+    logged in as users[s.user] (create the app from a FarmContext on this database), and check
+    its status. Every fetcher is timed over the same scenarios and reported side by side.
+    """
+    return {"list_assets": lambda s: core_page(factory, users[s.user], s, limit)}
+
+
+def with_cursor(factory, users, scenario: Scenario, limit: int) -> Scenario:
+    """The scenario with `before` set so that it fetches its page (cursors from page 1)."""
+    before = None
+    for pages in range(1, scenario.page):
+        page = core_page(factory, users[scenario.user], Scenario(scenario.name, scenario.user, scenario.filters,
+                                                                 before=before), limit)
+        if not page.has_more:
+            raise BenchFailed(f"{scenario.name}: only {pages} pages of {limit}; seed more assets")
+        before = page.next_cursor
+    return Scenario(scenario.name, scenario.user, scenario.filters, scenario.page, before)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def timed(fetch: Callable[[], Any], repeats: int) -> list[float]:
+    fetch()  # warm: plan cache, connection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fetch()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+# -- the plan check -----------------------------------------------------------------------------
+
+def plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def asset_rows_read(plan: dict) -> int:
+    """Asset rows an EXPLAIN ANALYZE plan read: those it kept and those its filters threw away."""
+    return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
+               for n in plan_nodes(plan) if n.get("Relation Name") == "assets")
+
+
+def plan_problems(plan: dict, limit: int) -> list[str]:
+    """Why a page's plan would not stay fast as the table grows (EXPLAIN (ANALYZE, FORMAT JSON)'s
+    top "Plan" node): a sequential scan of the assets, assets not read through an index, many more
+    asset rows read than the page shows (READ_BUDGET per row), or a sort of that many rows."""
+    nodes = list(plan_nodes(plan))
+    budget = READ_BUDGET * (limit + 1)
+    problems = []
+    for node in nodes:
+        if "Sort" in node["Node Type"]:
+            rows = sum(c.get("Actual Rows", 0) * c.get("Actual Loops", 1) for c in node.get("Plans", []))
+            if rows > budget:
+                problems.append(f"{node['Node Type']} of {rows} rows on {node.get('Sort Key')}")
+    problems += [f"{n['Node Type']} on assets" for n in nodes
+                 if n.get("Relation Name") == "assets" and not n["Node Type"].startswith("Index")]
+    if not any(n.get("Relation Name") == "assets" and n["Node Type"].startswith("Index") for n in nodes):
+        problems.append("assets are not read through an index")
+    read = asset_rows_read(plan)
+    if read > budget:
+        problems.append(f"{read} asset rows read for a page of {limit}")
+    return problems
+
+
+def explain(engine, statement: str, parameters: Any, analyze: bool = False) -> dict:
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+    with engine.connect() as conn:
+        (result,) = conn.exec_driver_sql(f"EXPLAIN ({options}) {statement}", parameters).one()
+    return (result if isinstance(result, list) else json.loads(result))[0]
+
+
+def page_plan(engine, log: StatementLog, factory, user, scenario: Scenario, limit: int, analyze: bool = False) -> dict:
+    """EXPLAIN of the page's own SELECT, exactly as list_assets sent it."""
+    with log.recording() as statements:
+        core_page(factory, user, scenario, limit)
+    statement, parameters = next(s for s in statements if "FROM assets" in s[0] and "ORDER BY assets.id DESC" in s[0])
+    return explain(engine, statement, parameters, analyze)
+
+
+def summarise(plan: dict) -> str:
+    top = plan["Plan"]
+    scans = [f"{n['Node Type']} using {n['Index Name']}" for n in plan_nodes(top) if n.get("Index Name")
+             and n.get("Relation Name") == "assets"]
+    return (f"{'; '.join(scans) or top['Node Type']}, {asset_rows_read(top)} asset rows read, "
+            f"{plan.get('Execution Time', 0):.2f} ms")
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+# Not in the schema: what a migration would add so that an asset's descendants (its newer
+# versions) are found without reading the campaign's assets (see docs/performance.md).
+PARENT_INDEX_SQL = ("CREATE INDEX bench_ix_assets_parent_asset_id ON assets (parent_asset_id) "
+                    "WHERE parent_asset_id IS NOT NULL")
+
+
+def run(database_url: str, assets: int, repeats: int, limit: int, out=print, parent_index: bool = False) -> dict[str, Any]:
+    out(f"seeding {assets} assets ...")
+    data = seed_gallery(database_url, assets)
+    if parent_index:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(PARENT_INDEX_SQL)
+            conn.execute("ANALYZE assets")
+        out("with the index on assets (parent_asset_id) that the schema lacks (--parent-index)")
+    out(f"seeded {data.assets} assets in {len(data.jobs)} jobs over {len(data.campaign_sizes)} campaigns "
+        f"(largest {max(data.campaign_sizes.values())}, smallest {min(data.campaign_sizes.values())}) "
+        f"in {data.seconds:.1f} s")
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        users = {"admin": session.get(User, data.admin_id), "reviewer": session.get(User, data.reviewer_id)}
+        member_of = session.scalars(select(CampaignMember.campaign_id)).all()
+        server = session.scalar(text("SHOW server_version"))
+    assert sorted(member_of) == sorted(data.reviewer_campaigns)
+    log = StatementLog(engine)
+    out(f"machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"PostgreSQL {server}; page size {limit}, {repeats} timed calls per scenario")
+
+    failures = []
+    for scenario in checked_scenarios(data):
+        name = scenario.name
+        plan = page_plan(engine, log, factory, users[scenario.user], with_cursor(factory, users, scenario, limit),
+                         limit, analyze=True)
+        problems = plan_problems(plan["Plan"], limit)
+        out(f"plan  {name:<36} {summarise(plan)}{'  PROBLEM: ' + ', '.join(problems) if problems else ''}")
+        failures += [f"{name}: {p}" for p in problems]
+
+    results: dict[str, Any] = {}
+    fetchers = page_fetchers(factory, users, limit)
+    out(f"{'scenario':<44}{'fetcher':<14}{'p50 ms':>8}{'p95 ms':>8}{'queries':>9}{'items':>7}")
+    for scenario in scenarios(data):
+        scenario = with_cursor(factory, users, scenario, limit)
+        with log.recording() as statements:
+            page = core_page(factory, users[scenario.user], scenario, limit)
+        queries = len(statements)
+        for fetcher_name, fetch in fetchers.items():
+            times = timed(lambda: fetch(scenario), repeats)
+            p50, p95 = statistics.median(times), percentile(times, 0.95)
+            results[f"{scenario.name} / {fetcher_name}"] = {"p50_ms": p50, "p95_ms": p95, "queries": queries}
+            out(f"{scenario.name:<44}{fetcher_name:<14}{p50:>8.2f}{p95:>8.2f}{queries:>9}{len(page.items):>7}")
+
+    # The asset page of a re-render (its lineage query walks up to the root, then down through
+    # the campaign's newer assets): the newest and the oldest re-render of the biggest campaign.
+    biggest = max(data.campaign_sizes, key=data.campaign_sizes.get)
+    ours = [asset_id for asset_id, campaign_id in data.rerenders if campaign_id == biggest]
+    for label, asset_id in (("newest", ours[-1]), ("oldest", ours[0])):
+        def detail(asset_id=asset_id):
+            with transaction(factory) as session:
+                return asset_detail(session, users["admin"], asset_id)
+
+        with log.recording() as statements:
+            versions = len(detail().versions)
+        times = timed(detail, repeats)
+        p50, p95 = statistics.median(times), percentile(times, 0.95)
+        name = f"asset page, {label} re-render"
+        results[name] = {"p50_ms": p50, "p95_ms": p95, "queries": len(statements)}
+        out(f"{name + f' ({versions} versions)':<44}{'asset_detail':<14}{p50:>8.2f}{p95:>8.2f}{len(statements):>9}")
+    engine.dispose()
+
+    pages = {name: r for name, r in results.items() if not name.startswith("asset page")}
+    worst = max(pages.values(), key=lambda r: r["p95_ms"])
+    first = results["first page / list_assets"]
+    out(f"RESULT assets={data.assets} first_page_p50_ms={first['p50_ms']:.2f} first_page_p95_ms={first['p95_ms']:.2f} "
+        f"worst_page_p95_ms={worst['p95_ms']:.2f} max_queries_per_page={max(r['queries'] for r in pages.values())} "
+        f"asset_page_oldest_p50_ms={results['asset page, oldest re-render']['p50_ms']:.2f}")
+    if failures:
+        raise BenchFailed("; ".join(failures))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--assets", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--page-size", type=int, default=48)
+    parser.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
+    parser.add_argument("--parent-index", action="store_true",
+                        help="add an index on assets (parent_asset_id), which the schema lacks, to measure the asset page with it")
+    args = parser.parse_args(argv)
+    try:
+        if args.keep:
+            name = f"farm_bench_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+            print(f"database kept: {url}")
+            run(url, args.assets, args.repeats, args.page_size, parent_index=args.parent_index)
+        else:
+            with postgres_database(POSTGRES_ADMIN_URL) as url:
+                run(url, args.assets, args.repeats, args.page_size, parent_index=args.parent_index)
+    except BenchFailed as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
