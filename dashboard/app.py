@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from dashboard import auth, pages, users
+from dashboard import auth, jobs, pages, users
 from dashboard.api import api
 from dashboard.api.openapi import undeclared_api_routes
 from dashboard.auth import required_permission
@@ -27,6 +27,7 @@ BLUEPRINTS = (
     auth.blueprint,
     pages.blueprint,
     users.blueprint,
+    jobs.blueprint,
     api,
 )
 
