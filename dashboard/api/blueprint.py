@@ -40,6 +40,8 @@ class Operation:
     required_query: tuple[str, ...] = ()
     description: str = ""
     tags: tuple[str, ...] = ()
+    # What a successful answer is: JSON, or a file (application/zip, image/png) described by `response`.
+    content_type: str = "application/json"
 
 
 class ApiBlueprint(Blueprint):
@@ -58,7 +60,7 @@ class ApiBlueprint(Blueprint):
     def operation(self, method: str, rule: str, *, summary: str, permission: str, response: Schema,
                   status: int = 200, request: Schema | None = None, query: Mapping[str, Schema] | None = None,
                   required_query: tuple[str, ...] = (), description: str = "",
-                  tags: tuple[str, ...] = ()) -> Callable:
+                  tags: tuple[str, ...] = (), content_type: str = "application/json") -> Callable:
         """Declare and register one API operation (one method of one route); see the module docstring.
         Read the checked body with `api_body()` and query parameters with `api_query()`."""
         method = method.upper()
@@ -70,7 +72,7 @@ class ApiBlueprint(Blueprint):
             operation = Operation(endpoint=endpoint, method=method, rule=rule, summary=summary,
                                   permission=permission, response=response, status=status, request=request,
                                   query=dict(query or {}), required_query=tuple(required_query),
-                                  description=description, tags=tuple(tags))
+                                  description=description, tags=tuple(tags), content_type=content_type)
 
             @wraps(view)
             def checked(*args, **kwargs):
@@ -119,6 +121,9 @@ def _checked_body(operation: Operation, components: Mapping[str, Schema]) -> Any
 def _checked_response(operation: Operation, result: Any, components: Mapping[str, Schema]):
     # Tests turn this on (CHECK_API_RESPONSES): every response a test sees matches its declaration.
     response = current_app.make_response(result)
+    if response.status_code == operation.status and response.mimetype != operation.content_type:
+        raise AssertionError(f"{operation.method} {operation.rule} answered {response.mimetype}, "
+                             f"not its declared {operation.content_type}")
     if response.status_code == operation.status and response.is_json:
         try:
             validate(operation.response, response.get_json(), components, "response")

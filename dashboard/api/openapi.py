@@ -55,7 +55,7 @@ def _operation_object(rule_text: str, operation: Operation) -> dict[str, Any]:
     ]
     responses: dict[str, Any] = {
         str(operation.status): {"description": operation.summary,
-                                "content": {"application/json": {"schema": dict(operation.response)}}},
+                                "content": {operation.content_type: {"schema": dict(operation.response)}}},
     }
     if parameters or operation.request is not None:
         responses["400"] = _error_response("Bad input; `error.field` names it")
