@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, Optional
 from urllib.parse import urlparse
 
 import yaml
@@ -100,6 +100,14 @@ class Settings(BaseModel):
     max_rows_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
     max_renders_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
 
+    # License policy: the organisation's declared annual revenue in USD, which revenue-capped
+    # licenses (Stability AI Community: commercial use free under USD 1M) are checked against.
+    # Unset: commercial campaigns cannot use a revenue-capped model until ops declare it.
+    organisation_annual_revenue_usd: Optional[Annotated[int, Field(ge=0)]] = None
+    # Folders (absolute paths) whose files `farm models add` may register, besides {home}/models.
+    # In a FARM_ variable: comma-separated.
+    model_folders: list[Path] = Field(default_factory=list)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -145,6 +153,25 @@ class Settings(BaseModel):
             value = {str(k).strip(): v.strip() for k, v in value.items()}
         return value
 
+    @field_validator("organisation_annual_revenue_usd", mode="before")
+    @classmethod
+    def _revenue(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an environment variable: empty means not declared
+            value = value.strip().replace("_", "").replace(",", "")
+            return value or None
+        return value
+
+    @field_validator("model_folders", mode="before")
+    @classmethod
+    def _model_folders(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an environment variable: "/models/a,/models/b"
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, (str, Path)) or not Path(item).is_absolute():
+                    raise ValueError(f"{item!r} is not an absolute path")
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _secret_key(cls, value: str) -> str:
@@ -164,6 +191,11 @@ class Settings(BaseModel):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def allowed_model_folders(self) -> list[Path]:
+        """Where registered model files may live: {home}/models and the model_folders setting."""
+        return [self.models_dir.resolve(), *(Path(folder).resolve() for folder in self.model_folders)]
 
     @property
     def embedded_broker_dir(self) -> Path:

@@ -23,7 +23,9 @@ MODEL_STATUSES = ("active", "suspended")
 CAMPAIGN_STATUSES = ("draft", "active", "archived")
 JOB_STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 RENDER_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
-RENDER_STATES = ("queued", "leased", "running", "succeeded", "failed", "cancelled")
+# "held": waiting in the database until a license or model problem is resolved (hold_reason says
+# which); workers do not lease it, the reaper does not re-send it.
+RENDER_STATES = ("queued", "held", "leased", "running", "succeeded", "failed", "cancelled")
 FINISHED_RENDER_STATES = ("succeeded", "failed", "cancelled")
 APPROVAL_STATES = ("pending", "approved", "rejected", "changes_requested")
 REVIEW_DECISIONS = ("approve", "reject", "request_changes")
@@ -61,6 +63,7 @@ class License(Base):
     use_restrictions: Mapped[list[Any]] = mapped_column(default=list)
     derivatives_inherit: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[Optional[datetime]]
 
 
 class RegisteredModel(Base):
@@ -87,6 +90,11 @@ class RegisteredModel(Base):
     status_reason: Mapped[Optional[str]] = mapped_column(Text)
     added_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[Optional[datetime]]
+    # Raised whenever anything the license policy reads about this model changes: its status,
+    # its license, that license's terms, or the same of its base model. Workers cache a model's
+    # terms by (id, policy_version), so their policy re-check costs no query while nothing changed.
+    policy_version: Mapped[int] = mapped_column(default=1)
 
     license: Mapped[License] = relationship()
     base_model: Mapped[Optional["RegisteredModel"]] = relationship(remote_side=[id])
@@ -192,6 +200,9 @@ class Job(Base):
     submitted_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]
+    # The license policy decision that allowed the job at submission (farm.licenses.policy):
+    # campaign, every model of the chain with its license and the rules checked.
+    policy: Mapped[Optional[dict[str, Any]]] = mapped_column()
 
     campaign: Mapped[Campaign] = relationship()
     template_version: Mapped[TemplateVersion] = relationship()
@@ -210,6 +221,8 @@ class Render(Base):
         Index("ix_renders_state_lease_expires_at", "state", "lease_expires_at"),
         # Job status after each finished render asks "any unfinished left?" of this index.
         Index("ix_renders_job_id_state", "job_id", "state"),
+        # The audit sweep finds renders whose state change is not in the audit log yet.
+        Index("ix_renders_audited_state_state", "audited_state", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -237,6 +250,11 @@ class Render(Base):
     started_at: Mapped[Optional[datetime]]
     finished_at: Mapped[Optional[datetime]]
     error: Mapped[Optional[str]] = mapped_column(Text)
+    # Why a held render waits (its model is suspended, or the policy refuses it now).
+    hold_reason: Mapped[Optional[str]] = mapped_column(Text)
+    # The state last written to the audit log for this render; farm.audit.renders records
+    # held/succeeded/failed/cancelled renders in batches, off the worker's hot path.
+    audited_state: Mapped[Optional[str]] = mapped_column(String(16))
 
     job: Mapped[Job] = relationship(back_populates="renders")
     model: Mapped[RegisteredModel] = relationship()
@@ -289,6 +307,13 @@ class Asset(Base):
     parent_asset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("assets.id"))
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Every model of the chain that made the asset, with the license it was rendered under and
+    # what that license asks of whoever uses the image (attribution, restrictions to pass on):
+    # [{model, kind, sha256, license, via, attribution, use_restrictions}]. Exports show it.
+    license_chain: Mapped[Optional[list[Any]]] = mapped_column()
+    # Set when a model of its chain is suspended or changes license after the asset was made.
+    needs_rereview: Mapped[bool] = mapped_column(default=False)
+    rereview_reason: Mapped[Optional[str]] = mapped_column(Text)
 
     render: Mapped[Render] = relationship(back_populates="asset", foreign_keys=[render_id])
 
