@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, Render, Worker
@@ -110,7 +110,9 @@ def waiting_reason(session: Session, job: Job, heartbeat_seconds: float,
     """Why a job's queued renders are not being picked up, when the registry can tell."""
     if job.status == "paused":
         return "the job is paused"
-    if not any(r.state == "queued" for r in job.renders):
+    # An EXISTS on the (job_id, state) index, not a walk over job.renders: the job page and its
+    # live progress ask this of jobs with 10,000 renders.
+    if not session.scalar(select(exists().where(Render.job_id == job.id, Render.state == "queued"))):
         return None
     queue = shared_queue_for(queue_routes or {}, kind=job.kind, model_name=job.model.name,
                              architecture=job.model.architecture)
