@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from dashboard import auth, jobs, pages, users
+from dashboard import batches, campaigns, templates_pages
 from dashboard.api import api
 from dashboard.api.openapi import undeclared_api_routes
 from dashboard.auth import required_permission
@@ -28,6 +29,9 @@ BLUEPRINTS = (
     pages.blueprint,
     users.blueprint,
     jobs.blueprint,
+    campaigns.blueprint,
+    templates_pages.blueprint,
+    batches.blueprint,
     api,
 )
 
@@ -53,6 +57,8 @@ def create_app(farm: FarmContext, config: Mapping[str, Any] | None = None) -> Fl
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_lifetime_hours),
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        # One form field may be large: the batch form carries an uploaded CSV file's rows in one.
+        MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
     )
     app.config.update(config or {})
     app.jinja_env.autoescape = True  # every template, whatever its file name
