@@ -104,7 +104,8 @@ def render_progress_json(render: RenderProgress) -> dict[str, Any]:
     return {"id": render.id, "index": render.index, "state": render.state,
             "progress_step": render.progress_step, "progress_total": render.progress_total,
             "percent": render.percent, "attempts": render.attempts, "worker": render.worker,
-            "error": render.error, "asset_id": render.asset_id, **render_links(render)}
+            "error": render.error, "hold_reason": render.hold_reason, "asset_id": render.asset_id,
+            **render_links(render)}
 
 
 def progress_json(read: ProgressRead) -> dict[str, Any]:

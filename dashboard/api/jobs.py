@@ -67,7 +67,7 @@ JOB = api.schema("Job", {
 RENDER = api.schema("Render", {
     "type": "object",
     "required": ["id", "job_id", "index", "kind", "state", "progress_step", "progress_total", "percent",
-                 "attempts", "worker", "error", "prompt", "negative_prompt", "seed", "format", "width", "height",
+                 "attempts", "worker", "error", "hold_reason", "prompt", "negative_prompt", "seed", "format", "width", "height",
                  "queued_at", "started_at", "finished_at", "asset_id"],
     "properties": {
         "id": {"type": "integer"}, "job_id": {"type": "integer"}, "index": {"type": "integer"},
@@ -77,6 +77,7 @@ RENDER = api.schema("Render", {
         "attempts": {"type": "integer"},
         "worker": {"type": ["string", "null"], "description": "The worker that made it, or the one holding it now."},
         "error": {"type": ["string", "null"]},
+        "hold_reason": {"type": ["string", "null"], "description": "Why a held render waits."},
         "prompt": {"type": "string"}, "negative_prompt": {"type": "string"},
         "seed": {"type": ["integer", "null"]}, "format": {"type": ["string", "null"]},
         "width": {"type": ["integer", "null"], "description": "The delivered size (a channel format's exact size)."},
@@ -128,8 +129,8 @@ def render_json(render: RenderInfo) -> dict[str, Any]:
     return {"id": render.id, "job_id": render.job_id, "index": render.index, "kind": render.kind,
             "state": render.state, "progress_step": render.progress_step, "progress_total": render.progress_total,
             "percent": render.percent, "attempts": render.attempts, "worker": render.worker, "error": render.error,
-            "prompt": render.prompt, "negative_prompt": render.negative_prompt, "seed": render.seed,
-            "format": render.format, "width": render.width, "height": render.height,
+            "hold_reason": render.hold_reason, "prompt": render.prompt, "negative_prompt": render.negative_prompt,
+            "seed": render.seed,            "format": render.format, "width": render.width, "height": render.height,
             "queued_at": _time(render.queued_at), "started_at": _time(render.started_at),
             "finished_at": _time(render.finished_at), "asset_id": render.asset_id}
 

@@ -82,8 +82,9 @@
     row.querySelector('[data-field="worker"]').textContent = render.worker || "";
     const errorRow = root.querySelector('tr[data-error-for="' + render.id + '"]');
     if (errorRow) {
-      errorRow.hidden = !render.error;
-      errorRow.querySelector('[data-field="error"]').textContent = render.error || "";
+      const note = render.error || (render.hold_reason ? "held: " + render.hold_reason : "");
+      errorRow.hidden = !note;
+      errorRow.querySelector('[data-field="error"]').textContent = note;
     }
     setThumbnail(row, render);
   }

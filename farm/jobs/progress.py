@@ -15,7 +15,10 @@ write, without a version column:
 - every render whose `started_at` (set by each lease) or `finished_at` (set by every ending:
   success, failure, cancel) is at or after the cursor's time less CHANGE_OVERLAP.
 Every state change of a render is one of these: a lease sets started_at, an ending sets
-finished_at, and a render only goes back to `queued` from leased/running. The overlap covers a
+finished_at, and a render only goes back to `queued` from leased/running. The exception is
+`held` (a license or model problem parks queued renders, and releases them later), which sets no
+timestamp: the cursor carries the job's held count, and a read that finds another count returns
+every render once (rare, and still one statement). The overlap covers a
 transaction that set its timestamp before a read and committed after it (a cancel, a slow
 finish), and clocks of worker hosts that differ a little; renders it returns twice are dropped by
 `ProgressTracker`, which remembers what it sent, so an event carries only real changes.
@@ -55,35 +58,42 @@ JOBS_PAGE_SIZE = 50
 RENDERS_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 1000
 MAX_CURSOR_IDS = 5000
-_CURSOR = re.compile(r"(\d{1,16})(?::(\d{1,19}(?:,\d{1,19})*))?")
+_CURSOR = re.compile(r"(\d{1,16})(?:\.(\d{1,9}))?(?::(\d{1,19}(?:,\d{1,19})*))?")
 
 
 # -- cursors ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a watcher stands: when it last read, and which renders were active then."""
+    """Where a watcher stands: when it last read, which renders were active then, and how many
+    were held (None: not known)."""
 
     at: datetime
     active_ids: tuple[int, ...] = ()
+    held: int | None = None
 
     def encode(self) -> str:
-        """Text for a URL or an event id: `MILLISECONDS[:ID,ID,...]`."""
-        millis = int(self.at.timestamp() * 1000)
-        return f"{millis}:{','.join(map(str, self.active_ids))}" if self.active_ids else str(millis)
+        """Text for a URL or an event id: `MILLISECONDS[.HELD][:ID,ID,...]`."""
+        text = str(int(self.at.timestamp() * 1000))
+        if self.held is not None:
+            text += f".{self.held}"
+        if self.active_ids:
+            text += ":" + ",".join(map(str, self.active_ids))
+        return text
 
     @classmethod
     def decode(cls, text: object, field: str = "since") -> "Cursor":
         if not isinstance(text, str) or not (match := _CURSOR.fullmatch(text.strip())):
             raise InvalidInput(field, "is not a progress cursor (as returned in `cursor`)")
-        ids = tuple(int(i) for i in match.group(2).split(",")) if match.group(2) else ()
+        ids = tuple(int(i) for i in match.group(3).split(",")) if match.group(3) else ()
         if len(ids) > MAX_CURSOR_IDS:
             raise InvalidInput(field, f"names more than {MAX_CURSOR_IDS} renders")
         try:
             at = datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             raise InvalidInput(field, "is not a progress cursor (time out of range)") from None
-        return cls(at=at, active_ids=ids)
+        held = int(match.group(2)) if match.group(2) is not None else None
+        return cls(at=at, active_ids=ids, held=held)
 
 
 # -- what is read -----------------------------------------------------------------------------
@@ -104,6 +114,7 @@ class RenderProgress:
     attempts: int
     worker: str | None  # the worker that made it, or the one holding it now
     error: str | None
+    hold_reason: str | None  # why a held render waits
     asset_id: int | None
     thumbnail_key: str | None
     storage_key: str | None
@@ -120,7 +131,7 @@ class RenderProgress:
     def signature(self) -> tuple:
         """What a watcher has seen of the render: equal signatures need not be sent again."""
         return (self.state, self.progress_step, self.progress_total, self.attempts, self.worker, self.error,
-                self.asset_id)
+                self.hold_reason, self.asset_id)
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,7 @@ class RenderInfo(RenderProgress):
 
 _PROGRESS_COLUMNS = (
     Render.id, Render.index, Render.state, Render.progress_step, Render.progress_total, Render.attempts,
-    Render.lease_owner, Render.rendered_by, Render.error,
+    Render.lease_owner, Render.rendered_by, Render.error, Render.hold_reason,
     Asset.id.label("asset_id"), Asset.thumbnail_key, Asset.storage_key,
 )
 _INFO_COLUMNS = (*_PROGRESS_COLUMNS, Render.job_id, Render.kind, Render.params, Render.queued_at,
@@ -154,7 +165,7 @@ def _progress_fields(row) -> dict[str, Any]:
         id=row.id, index=row.index, state=row.state, progress_step=row.progress_step,
         progress_total=row.progress_total, attempts=row.attempts,
         worker=row.rendered_by or (row.lease_owner if row.state in ACTIVE_RENDER_STATES else None),
-        error=row.error, asset_id=row.asset_id, thumbnail_key=row.thumbnail_key, storage_key=row.storage_key,
+        error=row.error, hold_reason=row.hold_reason, asset_id=row.asset_id, thumbnail_key=row.thumbnail_key, storage_key=row.storage_key,
     )
 
 
@@ -212,9 +223,14 @@ def _totals(session: Session, job: Job, counts: dict[str, int], active: list[Ren
     running = sum(min(r.progress_step / r.progress_total, 1.0) for r in active if r.progress_total)
     ended = job.status in FINISHED_JOB_STATUSES
     done = ended and (not active or (job.finished_at is not None and job.finished_at < at - CANCEL_GRACE))
-    waiting = None
+    reasons = []
     if not ended and (counts["queued"] or job.status == "paused"):
-        waiting = waiting_reason(session, job, heartbeat_seconds, dict(queue_routes or {}))
+        reasons.append(waiting_reason(session, job, heartbeat_seconds, dict(queue_routes or {})))
+    if not ended and counts["held"]:
+        why = session.scalar(select(Render.hold_reason).where(Render.job_id == job.id, Render.state == "held")
+                             .order_by(Render.index).limit(1))
+        reasons.append(f"{counts['held']} held" + (f": {why}" if why else ""))
+    waiting = "; ".join(r for r in reasons if r) or None
     return JobTotals(job_id=job.id, status=job.status, renders=renders, counts=counts, finished=finished,
                      percent=100.0 if done or not renders else _percent(finished + running, renders),
                      done=done, waiting_reason=waiting)
@@ -230,7 +246,7 @@ def read_progress(session: Session, job_id: int, since: Cursor | None, *, heartb
         raise NotFound("job", job_id)
     counts = _state_counts(session, job_id)
     query = _render_rows(_PROGRESS_COLUMNS).where(Render.job_id == job_id)
-    if since is not None:
+    if since is not None and (since.held is None or since.held == counts["held"]):
         changed_after = since.at - CHANGE_OVERLAP
         may_have_changed = [Render.state.in_(ACTIVE_RENDER_STATES), Render.started_at >= changed_after,
                             Render.finished_at >= changed_after]
@@ -240,7 +256,8 @@ def read_progress(session: Session, job_id: int, since: Cursor | None, *, heartb
     renders = [_progress(row) for row in session.execute(query.order_by(Render.index))]
     active = [r for r in renders if r.state in ACTIVE_RENDER_STATES]
     totals = _totals(session, job, counts, active, at, heartbeat_seconds, queue_routes)
-    return ProgressRead(totals=totals, renders=renders, cursor=Cursor(at, tuple(r.id for r in active)))
+    return ProgressRead(totals=totals, renders=renders,
+                        cursor=Cursor(at, tuple(r.id for r in active), held=counts["held"]))
 
 
 def require_visible_job(session: Session, user: User, job_id: int) -> Job:
