@@ -39,8 +39,9 @@ from farm.context import FarmContext
 from farm.db.models import Campaign, Job, RegisteredModel, Render, TemplateVersion, User
 from farm.db.session import transaction
 from farm.errors import InvalidInput
-from farm.jobs.service import DEFAULT_PARAMS
-from farm.models.registry import require_active_checkpoint
+from farm.jobs.service import DEFAULT_PARAMS, policy_summary
+from farm.licenses.policy import CHAIN_PARAMS, PolicyDecision, checked_chain_params, enforce, render_chain, revenue_of
+from farm.models.registry import require_checkpoint
 from farm.queue.routing import MAX_PRIORITY, publish, route_renders
 from farm.render.params import MAX_SEED, Txt2ImgParams, validate_txt2img
 from farm.settings import Settings
@@ -72,7 +73,8 @@ class BatchRequest:
     seed_count: int | None = None
     # Channel format names; None takes the campaign's. No formats at all: plain width x height.
     formats: list[str] | None = None
-    # Overrides of the template version's defaults: model, sampler, steps, cfg_scale, width, height.
+    # Overrides of the template version's defaults: model, sampler, steps, cfg_scale, width, height;
+    # and the rest of the chain the license policy checks: loras ([{name, weight}]) and vae (a name).
     params: dict[str, Any] = field(default_factory=dict)
     priority: int = 5
     name: str | None = None
@@ -155,6 +157,7 @@ class _Checked:
     seed_count: int
     rows: list[dict[str, Any]]
     renders: int
+    policy: PolicyDecision
 
 
 def _check_seeds(request: BatchRequest) -> tuple[list[int] | None, int]:
@@ -192,30 +195,30 @@ def _resolved_params(session: Session, settings: Settings, campaign: Campaign, v
                      overrides: object) -> tuple[RegisteredModel, dict[str, Any]]:
     if not isinstance(overrides, Mapping):
         raise InvalidInput("params", "must be a mapping of parameter names to values")
-    unknown = sorted(set(overrides) - set(DEFAULT_PARAM_NAMES))
+    unknown = sorted(set(overrides) - set(DEFAULT_PARAM_NAMES) - set(CHAIN_PARAMS))
     if unknown:
         raise InvalidInput(unknown[0], f"is not a generation parameter ({', '.join(DEFAULT_PARAM_NAMES)})")
     template = dict(version.default_params)
     if "model" in overrides:
-        model = require_active_checkpoint(session, overrides["model"], field="model")
+        model = require_checkpoint(session, overrides["model"], field="model")
     elif "model" in template:
-        model = require_active_checkpoint(session, template["model"], field="model")
+        model = require_checkpoint(session, template["model"], field="model")
     elif campaign.default_model_id is not None:
-        model = require_active_checkpoint(session, session.get(RegisteredModel, campaign.default_model_id).name,
-                                          field="model")
+        model = require_checkpoint(session, session.get(RegisteredModel, campaign.default_model_id).name,
+                                   field="model")
     else:
-        model = require_active_checkpoint(session, settings.default_model, field="model")
+        model = require_checkpoint(session, settings.default_model, field="model")
     native_width, native_height = native_size(model.architecture)
     params = {
         "steps": DEFAULT_PARAMS["steps"], "cfg_scale": DEFAULT_PARAMS["cfg_scale"],
         "sampler": DEFAULT_PARAMS["sampler"], "width": native_width, "height": native_height,
         **{k: v for k, v in template.items() if k in DEFAULT_PARAM_NAMES and k != "model"},
-        **{k: v for k, v in overrides.items() if k != "model"},
+        **{k: v for k, v in overrides.items() if k != "model" and k not in CHAIN_PARAMS},
     }
     if _is_int(params["cfg_scale"]):
         params["cfg_scale"] = float(params["cfg_scale"])
     validate_txt2img(Txt2ImgParams(prompt="", negative_prompt="", seed=0, **params))
-    return model, {"model": model.name, **params}
+    return model, {"model": model.name, **params, **checked_chain_params(overrides)}
 
 
 def _format_plans(formats: list[ChannelFormat], params: dict[str, Any], architecture: str) -> list[FormatPlan]:
@@ -229,7 +232,8 @@ def _format_plans(formats: list[ChannelFormat], params: dict[str, Any], architec
     return plans
 
 
-def _check(session: Session, settings: Settings, user: User, request: BatchRequest) -> _Checked:
+def _check(session: Session, settings: Settings, user: User, request: BatchRequest,
+           stage: str = "submission") -> _Checked:
     """Everything a submission checks, cheapest first: the render count is known (and refused if
     too large) before a single row is expanded."""
     if not isinstance(request, BatchRequest):
@@ -256,9 +260,12 @@ def _check(session: Session, settings: Settings, user: User, request: BatchReque
                            f"{len(rows):,} rows x {seed_count:,} seeds x {max(1, len(formats))} formats make "
                            f"{renders:,} renders; the limit is {settings.max_renders_per_job:,} per job")
     model, params = _resolved_params(session, settings, campaign, version, request.params)
+    # The license policy, last: a refusal is audited, so only requests that are otherwise fine get one.
+    policy = enforce(session, render_chain(session, model, params, field_prefix="params."), campaign,
+                     organisation_revenue_usd=revenue_of(settings), actor=user, stage=stage)
     return _Checked(campaign=campaign, version=version, model=model, params=params,
                     formats=_format_plans(formats, params, model.architecture), seeds=seeds,
-                    seed_count=seed_count, rows=list(rows), renders=renders)
+                    seed_count=seed_count, rows=list(rows), renders=renders, policy=policy)
 
 
 def _expanded_rows(checked: _Checked) -> list[tuple[str, str]]:
@@ -303,7 +310,7 @@ def _estimate(session: Session, checked: _Checked) -> GpuEstimate:
 
 def plan_batch(session: Session, settings: Settings, user: User, request: BatchRequest) -> BatchPlan:
     """Validate the request as a submission would and count its renders and GPU time; writes nothing."""
-    checked = _check(session, settings, user, request)
+    checked = _check(session, settings, user, request, stage="plan")
     _expanded_rows(checked)
     return BatchPlan(renders=checked.renders, rows=len(checked.rows), seeds=checked.seed_count,
                      formats=checked.formats, model=checked.model.name, params=checked.params,
@@ -376,7 +383,7 @@ def _write_job(session: Session, ctx: FarmContext, user: User, request: BatchReq
         campaign_id=checked.campaign.id, template_version_id=checked.version.id, model_id=checked.model.id,
         kind="txt2img", name=request.name.strip() if request.name else None, submission_key=request.submission_key,
         variable_rows=checked.rows, seeds=seeds, formats=[f.name for f in checked.formats if f.name],
-        params=params, priority=request.priority, submitted_by_id=user.id,
+        params=params, priority=request.priority, submitted_by_id=user.id, policy=checked.policy.to_dict(),
     )
     session.add(job)
     session.flush()
@@ -388,7 +395,7 @@ def _write_job(session: Session, ctx: FarmContext, user: User, request: BatchReq
                     "prompt": prompt, "negative_prompt": negative, "seed": seed, "steps": params["steps"],
                     "cfg_scale": params["cfg_scale"], "sampler": params["sampler"],
                     "width": channel.generation_width, "height": channel.generation_height,
-                    "variable_row": row_number,
+                    "variable_row": row_number, **{k: params[k] for k in CHAIN_PARAMS if k in params},
                 }
                 if channel.name is not None:
                     render_params.update(format=channel.name, format_width=channel.width,
@@ -404,6 +411,7 @@ def _write_job(session: Session, ctx: FarmContext, user: User, request: BatchReq
         "model": checked.model.name, "model_sha256": checked.model.sha256, "renders": len(render_ids),
         "rows": len(checked.rows), "seeds": len(seeds), "random_seeds": checked.seeds is None,
         "formats": job.formats, "params": params, "submission_key": request.submission_key,
+        "policy": policy_summary(checked.policy),
     })
     # Routed in slices: one IN list per slice stays within every database's parameter limit.
     messages = []

@@ -60,7 +60,7 @@ def submit_prompt(
             model_name=model_name or ctx.settings.default_model,
             variable_rows=[{"prompt": prompt, "negative_prompt": negative_prompt}],
             seeds=[seed], images_per_seed=count, params=params or {}, priority=priority,
-        ))
+        ), settings=ctx.settings)
         job_id = job.id
         messages = _route_job(ctx, session, job)
     publish(ctx.celery, ctx.session_factory, messages)
@@ -72,7 +72,8 @@ def submit_upscale_job(ctx: FarmContext, *, asset_ids: list[int], scale: float, 
     """Upscale existing assets (one render each) by `scale`; return the job id."""
     with transaction(ctx.session_factory) as session:
         options = {"upscaler_name": upscaler} if upscaler else {}
-        job = submit_upscale(session, source_asset_ids=asset_ids, scale=scale, priority=priority, **options)
+        job = submit_upscale(session, source_asset_ids=asset_ids, scale=scale, priority=priority,
+                             settings=ctx.settings, **options)
         job_id = job.id
         messages = _route_job(ctx, session, job)
     publish(ctx.celery, ctx.session_factory, messages)

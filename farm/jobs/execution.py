@@ -26,10 +26,15 @@ from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.base import utcnow
-from farm.db.models import FINISHED_RENDER_STATES, Asset, Job, JobWorkerFailure, License, RegisteredModel, Render, Worker
+from farm.db.models import (FINISHED_RENDER_STATES, Asset, Campaign, Job, JobWorkerFailure, License, RegisteredModel,
+                            Render, Worker)
 from farm.db.session import transaction
+from farm.audit.log import record_event
 from farm.errors import InvalidInput
 from farm.jobs.service import refresh_job_status
+from farm.licenses.policy import (CampaignTerms, ChainEntry, ModelTermsCache, PolicyDecision, asset_chain,
+                                  audit_refusal, checked_chain_params, dedupe, evaluate)
+from farm.models.hashing import ModelHashMismatch
 from farm.queue.routing import shared_queue_for
 from farm.workers.registry import is_alive
 from farm.render.engine import ModelSource, RenderEngine
@@ -74,6 +79,10 @@ class WorkerContext:
     # the finishing rows (committed only once both objects are stored).
     uploads: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="farm-upload"))
+    # The license policy's re-check before rendering: the declared revenue (settings), and model
+    # terms cached by (id, policy_version) so an unchanged registry costs no query.
+    organisation_annual_revenue_usd: int | None = None
+    model_terms: ModelTermsCache = field(default_factory=ModelTermsCache)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,11 @@ class RenderPlan:
     upscale: UpscaleInput | None = None     # upscale: the source image and the factor
     source_model_name: str | None = None    # upscale: the checkpoint that made the source
     source_license: str | None = None
+    # The license policy's decision at lease time: the chain's licenses and obligations (kept on
+    # the asset), or the refusal the render fails with.
+    license_chain: list | None = None
+    refused: PolicyDecision | None = None
+    chain_error: InvalidInput | None = None
 
 
 class _Blocklisted(Exception):
@@ -125,6 +139,10 @@ _LEASED_RENDER_DETAILS = tuple(
         "license_identifier": "SELECT licenses.identifier FROM models JOIN licenses ON licenses.id = models.license_id"
                               " WHERE models.id = renders.model_id",
         "campaign_id": "SELECT jobs.campaign_id FROM jobs WHERE jobs.id = renders.job_id",
+        # For the policy re-check: the cached terms of the model are current while this matches.
+        "model_policy_version": "SELECT models.policy_version FROM models WHERE models.id = renders.model_id",
+        "campaign_commercial": "SELECT campaigns.commercial_use FROM jobs JOIN campaigns"
+                               " ON campaigns.id = jobs.campaign_id WHERE jobs.id = renders.job_id",
     }.items()
 )
 
@@ -178,13 +196,78 @@ def _lease(ctx: WorkerContext, render_id: int) -> RenderPlan | None:
                                                scale=float(render.params["scale"])),
                 source_model_name=source.render.model.name,
                 source_license=source.render.model.license.identifier,
+                **_policy(ctx, session, render, lambda: [ChainEntry("upscaler", "upscaler", ctx.model_terms.get(
+                    session, render.model_id, render.model_policy_version)), *asset_chain(session, source)]),
             )
         fields = {k: render.params[k] for k in Txt2ImgParams.__dataclass_fields__}
         return RenderPlan(
             **common, params=Txt2ImgParams(**fields),
+            **_policy(ctx, session, render, lambda: _txt2img_chain(ctx, session, render)),
             model=ModelSource(name=render.model_name, path=Path(render.model_uri),
                               architecture=render.model_architecture, sha256=render.model_sha256),
         )
+
+
+def _txt2img_chain(ctx: WorkerContext, session: Session, render) -> list[ChainEntry]:
+    """The render's chain from the worker's cache: the checkpoint by the policy_version the lease
+    returned (no query while unchanged); LoRAs and a VAE, when the render names any, by one query."""
+    chain = [ChainEntry("checkpoint", "model",
+                        ctx.model_terms.get(session, render.model_id, render.model_policy_version))]
+    extra = checked_chain_params(render.params)
+    if extra:
+        named = [("lora", f"loras[{i}].name", lora["name"]) for i, lora in enumerate(extra.get("loras", []))]
+        if "vae" in extra:
+            named.append(("vae", "vae", extra["vae"]))
+        versions = {name: (model_id, version) for model_id, name, version in session.execute(
+            select(RegisteredModel.id, RegisteredModel.name, RegisteredModel.policy_version)
+            .where(RegisteredModel.name.in_([name for _, _, name in named])))}
+        for role, field_name, name in named:
+            if name not in versions:
+                raise InvalidInput(field_name, f"{role} '{name}' is no longer registered")
+            chain.append(ChainEntry(role, field_name, ctx.model_terms.get(session, *versions[name])))
+    return chain
+
+
+def _policy(ctx: WorkerContext, session: Session, render, chain_of: Callable[[], list[ChainEntry]]) -> dict:
+    """The license policy again, now (the license, a model's status or the campaign may have
+    changed since the job was submitted), as RenderPlan fields. The campaign's name is read only
+    for a refusal."""
+    try:
+        chain = dedupe(chain_of())
+    except InvalidInput as error:  # a LoRA or VAE it names is gone or changed kind since
+        return {"chain_error": error}
+    campaign = CampaignTerms(id=render.campaign_id, name="", commercial=bool(render.campaign_commercial))
+    decision = evaluate(chain, campaign, organisation_revenue_usd=ctx.organisation_annual_revenue_usd)
+    if not decision.allowed:
+        name = session.scalar(select(Campaign.name).where(Campaign.id == render.campaign_id))
+        decision = evaluate(chain, CampaignTerms(id=render.campaign_id, name=name, commercial=campaign.commercial),
+                            organisation_revenue_usd=ctx.organisation_annual_revenue_usd)
+        return {"license_chain": decision.license_chain(), "refused": decision}
+    return {"license_chain": decision.license_chain()}
+
+
+def _refuse(ctx: WorkerContext, plan: RenderPlan) -> Outcome:
+    """Fail a render the policy refuses now, before any work, with the refusal as its error; audited."""
+    decision = plan.refused
+    with transaction(ctx.session_factory) as session:
+        failed = session.execute(
+            update(Render).where(_owned(ctx, plan.render_id))
+            .values(state="failed", error=f"refused by the license policy: {decision.refusal.message}",
+                    finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)).rowcount
+        if failed:
+            refresh_job_status(session, plan.job_id)
+            audit_refusal(session, decision, stage="worker", actor=None, render_id=plan.render_id,
+                          job_id=plan.job_id, worker=ctx.worker_name)
+    log.warning("render %s refused by the license policy: %s", plan.render_id, decision.refusal.message)
+    return Outcome.FAILED
+
+
+def _audit_hash_mismatch(ctx: WorkerContext, plan: RenderPlan, error: ModelHashMismatch) -> None:
+    with transaction(ctx.session_factory) as session:
+        record_event(session, action="model.hash_mismatch", entity_type="model", entity_id=plan.model_id,
+                     after={"model": error.model_name, "registered_sha256": error.registered,
+                            "found_sha256": error.found, "render_id": plan.render_id, "worker": ctx.worker_name})
 
 
 def _owned(ctx: WorkerContext, render_id: int):
@@ -258,6 +341,10 @@ class Produced:
 def _produce(ctx: WorkerContext, plan: RenderPlan) -> Produced:
     provenance = {"render_id": plan.render_id, "job_id": plan.job_id, "model": plan.model_name,
                   "model_sha256": plan.model_sha256, "license": plan.license_identifier}
+    if plan.license_chain:
+        # Every model and license of the chain, and the attribution each license asks for.
+        provenance["licenses"] = [{"model": n["model"], "sha256": n["sha256"], "license": n["license"],
+                                   "via": n["via"], "attribution": n["attribution"]} for n in plan.license_chain]
     if plan.kind == "upscale":
         source_png = ctx.storage.get(plan.upscale.source_key)
         with Image.open(io.BytesIO(source_png)) as source:
@@ -331,7 +418,7 @@ def _finish_rows(ctx: WorkerContext, plan: RenderPlan, stored: StoredImage) -> b
             size_bytes=stored.size_bytes, format="png", width=stored.width, height=stored.height,
             thumbnail_key=stored.thumbnail_key, created_at=utcnow(),
             campaign_id=plan.campaign_id, job_id=plan.job_id, model_id=plan.model_id,
-            channel_format=plan.channel_format, **_lineage(plan),
+            channel_format=plan.channel_format, license_chain=plan.license_chain, **_lineage(plan),
         ))
         # While other renders of the job are unfinished its status stays as it is (running, or
         # paused); only the job's last render works out how it ended.
@@ -442,6 +529,10 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         return Outcome.FAILED if _fail_if_every_worker_blocklisted(ctx, render_id) else Outcome.BLOCKLISTED
     if plan is None:
         return Outcome.SKIPPED
+    if plan.refused is not None:
+        return _refuse(ctx, plan)
+    if plan.chain_error is not None:
+        return _record_failure(ctx, plan, plan.chain_error, retryable=False)
     try:
         stored = _store(ctx, _produce(ctx, plan))
         return Outcome.SUCCEEDED if _finish(ctx, plan, stored) else Outcome.SKIPPED
@@ -457,6 +548,9 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
         log.warning("render %s attempt %s failed to store its image: %s", render_id, plan.attempt, error)
         return _record_failure(ctx, plan, error, retryable=True)
     except InvalidInput as error:
+        if isinstance(error, ModelHashMismatch):
+            log.error("render %s: %s", render_id, error)
+            _audit_hash_mismatch(ctx, plan, error)
         return _record_failure(ctx, plan, error, retryable=False)
     except DatabaseUnreachable:
         raise  # the task puts the message back and tries again; the lease runs out meanwhile

@@ -16,7 +16,9 @@ from farm.audit.log import record_event
 from farm.db.base import utcnow
 from farm.db.models import FINISHED_RENDER_STATES, Asset, Campaign, Job, Render, TemplateVersion, User
 from farm.errors import InvalidInput
-from farm.models.registry import get_model, require_active_checkpoint
+from farm.licenses.policy import (CHAIN_PARAMS, ChainEntry, ModelTerms, asset_chain, checked_chain_params, dedupe,
+                                  enforce, render_chain, revenue_of)
+from farm.models.registry import get_model, require_checkpoint
 from farm.render.params import MAX_BATCH_COUNT, Txt2ImgParams, validate_txt2img
 from farm.render.upscale import BUILTIN_UPSCALER, upscaled_size
 from farm.templates.service import expand, with_style as _with_style
@@ -44,6 +46,7 @@ class JobRequest:
 
 
 def _resolved_params(version: TemplateVersion, overrides: dict[str, Any]) -> dict[str, Any]:
+    overrides = {k: v for k, v in overrides.items() if k not in CHAIN_PARAMS}  # the chain: see submit_job
     unknown = set(overrides) - set(PARAM_NAMES)
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "is not a generation parameter")
@@ -65,8 +68,13 @@ def _validate_request(request: JobRequest) -> None:
         raise InvalidInput("count", f"the job would make {total} renders; the limit is {MAX_RENDERS_PER_JOB}")
 
 
-def submit_job(session: Session, request: JobRequest) -> Job:
-    """Validate and expand a job into render rows in the caller's transaction."""
+def submit_job(session: Session, request: JobRequest, *, settings: Any = None) -> Job:
+    """Validate and expand a job into render rows in the caller's transaction.
+
+    The license policy checks the chain (the checkpoint, and `loras`/`vae` in request.params) for
+    the campaign; a refusal raises PolicyRefused and is audited. `settings` gives the
+    organisation's declared revenue (without it, revenue-capped licenses are refused in
+    commercial campaigns)."""
     _validate_request(request)
     campaign = session.get(Campaign, request.campaign_id)
     if campaign is None:
@@ -76,8 +84,11 @@ def submit_job(session: Session, request: JobRequest) -> Job:
         raise InvalidInput("template_version", f"unknown template version id {request.template_version_id}")
     if campaign.status == "archived":
         raise InvalidInput("campaign", f"campaign '{campaign.name}' is archived and takes no new jobs")
-    model = require_active_checkpoint(session, request.model_name)
+    model = require_checkpoint(session, request.model_name)
     params = _resolved_params(version, request.params)
+    chain_params = checked_chain_params(request.params)
+    decision = enforce(session, render_chain(session, model, chain_params), campaign,
+                       organisation_revenue_usd=revenue_of(settings), actor=request.submitted_by)
 
     renders: list[Render] = []
     for row_number, row in enumerate(request.variable_rows):
@@ -96,32 +107,41 @@ def submit_job(session: Session, request: JobRequest) -> Job:
                 validate_txt2img(render_params)
                 renders.append(Render(
                     index=len(renders), kind="txt2img", model_id=model.id,
-                    params={**render_params.__dict__, "variable_row": row_number},
+                    params={**render_params.__dict__, "variable_row": row_number, **chain_params},
                     progress_total=render_params.steps,
                 ))
 
     job = Job(
         campaign_id=campaign.id, template_version_id=version.id, model=model, kind="txt2img",
-        variable_rows=request.variable_rows, seeds=request.seeds, formats=[], params=params,
+        variable_rows=request.variable_rows, seeds=request.seeds, formats=[], params={**params, **chain_params},
         priority=request.priority, submitted_by_id=request.submitted_by.id if request.submitted_by else None,
-        renders=renders,
+        renders=renders, policy=decision.to_dict(),
     )
     session.add(job)
     session.flush()
     record_event(session, action="job.submitted", entity_type="job", entity_id=job.id,
                  actor=request.submitted_by,
                  after={"campaign": campaign.name, "model": model.name, "model_sha256": model.sha256,
-                        "renders": len(renders), "params": params})
+                        "renders": len(renders), "params": {**params, **chain_params},
+                        "policy": policy_summary(decision)})
     return job
+
+
+def policy_summary(decision) -> dict[str, Any]:
+    """What a job.submitted audit event says of the policy decision (the job row keeps it all)."""
+    return {"decision": "allowed" if decision.allowed else "refused", "commercial": decision.campaign.commercial,
+            "chain": [f"{n.model}:{n.license}" + (f" (via {n.via})" if n.via else "") for n in decision.chain],
+            "attributions": decision.attributions()}
 
 
 def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: float,
                    upscaler_name: str = BUILTIN_UPSCALER, priority: int = 5,
-                   submitted_by: User | None = None) -> Job:
+                   submitted_by: User | None = None, settings: Any = None) -> Job:
     """An upscale job: one render per source asset, in the caller's transaction.
 
     The job belongs to the campaign and template version of the first source; each output
     asset points at its source as parent, and its render keeps the source's prompt and seed.
+    The license policy checks the upscaler and each source's own chain for that campaign.
     """
     if not source_asset_ids:
         raise InvalidInput("assets", "at least one asset is required")
@@ -132,9 +152,8 @@ def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: floa
     upscaler = get_model(session, upscaler_name, field="upscaler")
     if upscaler.kind != "upscaler":
         raise InvalidInput("upscaler", f"'{upscaler.name}' is a {upscaler.kind}, not an upscaler")
-    if upscaler.status != "active":
-        raise InvalidInput("upscaler", f"upscaler '{upscaler.name}' is {upscaler.status}")
     renders: list[Render] = []
+    chain = [ChainEntry("upscaler", "upscaler", ModelTerms.of(upscaler))]
     sources: list[tuple[Asset, Render]] = []
     for asset_id in source_asset_ids:
         asset = session.get(Asset, asset_id)
@@ -143,22 +162,26 @@ def submit_upscale(session: Session, *, source_asset_ids: list[int], scale: floa
         width, height = upscaled_size(asset.width, asset.height, scale)
         source = asset.render
         sources.append((asset, source))
+        chain += asset_chain(session, asset)
         renders.append(Render(
             index=len(renders), kind="upscale", model_id=upscaler.id, progress_total=1,
             params={"source_asset_id": asset.id, "scale": scale, "width": width, "height": height,
                     "prompt": source.params.get("prompt", ""), "seed": source.params.get("seed")},
         ))
     first = sources[0][1].job
+    decision = enforce(session, dedupe(chain), first.campaign, organisation_revenue_usd=revenue_of(settings),
+                       actor=submitted_by)
     job = Job(
         campaign_id=first.campaign_id, template_version_id=first.template_version_id, model=upscaler,
         kind="upscale", variable_rows=[], seeds=[], formats=[], params={"scale": scale, "upscaler": upscaler.name},
         priority=priority, submitted_by_id=submitted_by.id if submitted_by else None, renders=renders,
+        policy=decision.to_dict(),
     )
     session.add(job)
     session.flush()
     record_event(session, action="job.submitted", entity_type="job", entity_id=job.id, actor=submitted_by,
                  after={"kind": "upscale", "upscaler": upscaler.name, "upscaler_sha256": upscaler.sha256,
-                        "scale": scale, "sources": [a.id for a, _ in sources]})
+                        "scale": scale, "sources": [a.id for a, _ in sources], "policy": policy_summary(decision)})
     return job
 
 

@@ -31,8 +31,13 @@ def _validated_entry(entry: object, where: str) -> dict:
             raise InvalidInput(f"{where}.{required}", "is required")
     if entry["commercial_use"] not in COMMERCIAL_USE:
         raise InvalidInput(f"{where}.commercial_use", f"must be one of {', '.join(COMMERCIAL_USE)}")
-    if entry["commercial_use"] == "revenue_capped" and not entry.get("revenue_cap_usd"):
-        raise InvalidInput(f"{where}.revenue_cap_usd", "is required for a revenue-capped license")
+    from farm.licenses.admin import check_identifier, check_terms
+
+    try:
+        check_identifier(entry["identifier"])
+        check_terms(entry)
+    except InvalidInput as error:
+        raise InvalidInput(f"{where}.{error.field}", error.message) from None
     return entry
 
 

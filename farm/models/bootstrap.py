@@ -25,7 +25,7 @@ def ensure_tiny_model_registered(ctx) -> None:
         if session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == TINY_MODEL_NAME)):
             return
         register_model(session, name=TINY_MODEL_NAME, kind="checkpoint", path=path,
-                       license_identifier=TINY_MODEL_LICENSE)
+                       license_identifier=TINY_MODEL_LICENSE, model_folders=[ctx.settings.models_dir])
 
 
 def ensure_builtin_upscaler_registered(ctx) -> None:

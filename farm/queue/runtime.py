@@ -43,7 +43,7 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
     else:
         engine = RenderEngine(
             device=resolve_device(settings), max_cached_models=settings.model_cache_models,
-            model_cache_bytes=int(settings.model_cache_gib * 2**30) or None,
+            model_cache_bytes=int(settings.model_cache_gib * 2**30) or None, verify_hashes=True,
         )
     return WorkerContext(
         # The worker's bookkeeping commits need not wait for the disk (see farm.db.session).
@@ -56,6 +56,7 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
         blocklist_after=settings.blocklist_after,
         heartbeat_seconds=settings.heartbeat_seconds,
         queue_routes=dict(settings.queue_routes),
+        organisation_annual_revenue_usd=settings.organisation_annual_revenue_usd,
     )
 
 

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from farm.errors import InvalidInput
+from farm.models.hashing import HashVerifier
 from farm.render.params import Txt2ImgParams, validate_batch, validate_txt2img
 from farm.render.samplers import make_scheduler
 
@@ -131,6 +132,7 @@ class RenderEngine:
         max_cached_models: int = 2,
         max_batch_size: int = 1,
         model_cache_bytes: int | None = None,
+        verify_hashes: bool = False,
     ):
         if isinstance(max_cached_models, bool) or not isinstance(max_cached_models, int) or max_cached_models < 1:
             raise InvalidInput("max_cached_models", f"must be a whole number of at least 1, got {max_cached_models!r}")
@@ -148,6 +150,10 @@ class RenderEngine:
         self.model_cache_bytes = model_cache_bytes or _default_cache_bytes(self.device)
         self._pipelines: OrderedDict[tuple[str, str], _LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
+        # With verify_hashes (as workers run), files are checked against their registered sha256
+        # before every load from disk, hashed once per process while their sizes and mtimes stay
+        # the same (farm.models.hashing).
+        self.hashes = HashVerifier() if verify_hashes else None
 
     def txt2img(
         self,
@@ -259,6 +265,10 @@ class RenderEngine:
         if loaded is not None:
             self._pipelines.move_to_end(key)
             return loaded
+        # Never load files that are not the ones registered (swapped, edited, half-copied):
+        # ModelHashMismatch names the model and both hashes, and nothing is loaded or evicted.
+        if self.hashes is not None:
+            self.hashes.verify(model.name, Path(model.path), model.sha256)
         # Make room first, by an estimate from the files; then by the measured size.
         expected = _weight_file_bytes(Path(model.path))
         while self._pipelines and (len(self._pipelines) >= self.max_cached_models

@@ -22,6 +22,7 @@ from farm.context import FarmContext
 from farm.db.models import Job, Render, User
 from farm.db.session import transaction
 from farm.errors import InvalidInput
+from farm.licenses.policy import CHAIN_PARAMS, enforce, render_chain, revenue_of
 from farm.queue.routing import publish, route_renders
 from farm.render.params import Txt2ImgParams, validate_txt2img
 
@@ -71,7 +72,7 @@ def _job_with_key(session: Session, user: User, submission_key: str) -> Job | No
 
 
 def rerender(session: Session, user: User, asset_id: int, changes: Mapping[str, Any], *,
-             submission_key: str | None = None, priority: int | None = None) -> Job:
+             submission_key: str | None = None, priority: int | None = None, settings: Any = None) -> Job:
     """Write the re-render job (one render, parent_asset_id = the asset) in the caller's transaction.
 
     The caller queues its render after the commit: `farm.jobs.dispatch.enqueue_job(ctx, job.id)`,
@@ -91,13 +92,15 @@ def rerender(session: Session, user: User, asset_id: int, changes: Mapping[str, 
     if source_job.campaign.status == "archived":
         raise InvalidInput("campaign", f"campaign '{source_job.campaign.name}' is archived")
     model = source.model
-    if model.status != "active":
-        raise InvalidInput("model", f"model '{model.name}' is {model.status}: {model.status_reason or 'no reason given'}")
     if priority is None:
         priority = source_job.priority
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
         raise InvalidInput("priority", "must be between 0 and 9")
     params = rerendered_params(source.params, changes)
+    # The license policy for the chain as it stands now (a suspended model, a changed license, a
+    # campaign turned commercial since the asset was made all refuse it; audited).
+    decision = enforce(session, render_chain(session, model, params), source_job.campaign,
+                       organisation_revenue_usd=revenue_of(settings), actor=user)
 
     render = Render(index=0, kind="txt2img", model_id=model.id, params=params, parent_asset_id=asset.id,
                     progress_total=params["steps"])
@@ -107,8 +110,9 @@ def rerender(session: Session, user: User, asset_id: int, changes: Mapping[str, 
         template_version_id=source_job.template_version_id, model_id=model.id, kind="txt2img",
         variable_rows=[source_job.variable_rows[row]] if isinstance(row, int) and row < len(source_job.variable_rows) else [],
         seeds=[params["seed"]], formats=[params["format"]] if params.get("format") else [],
-        params={name: params[name] for name in JOB_LEVEL_PARAMS}, priority=priority,
-        submitted_by_id=user.id, renders=[render],
+        params={**{name: params[name] for name in JOB_LEVEL_PARAMS},
+                **{name: params[name] for name in CHAIN_PARAMS if name in params}},
+        priority=priority, submitted_by_id=user.id, renders=[render], policy=decision.to_dict(),
     )
     session.add(job)
     session.flush()
@@ -129,7 +133,8 @@ def submit_rerender(ctx: FarmContext, user: User, asset_id: int, changes: Mappin
             existing = _job_with_key(session, user, submission_key) if submission_key is not None else None
             if existing is not None:
                 return existing.id  # queued when it was made; the reaper sends it again if that failed
-            job = rerender(session, user, asset_id, changes, submission_key=submission_key, priority=priority)
+            job = rerender(session, user, asset_id, changes, submission_key=submission_key, priority=priority,
+                           settings=ctx.settings)
             job_id = job.id
             messages = route_renders(session, ctx.settings, [render.id for render in job.renders])
     except IntegrityError:

@@ -23,7 +23,8 @@ def test_registering_a_safetensors_file_records_hash_license_and_audit(embedded_
     with transaction(embedded_farm.session_factory) as session:
         model = register_model(session, name="brand-style", kind="lora", path=lora_file,
                                license_identifier="CreativeML-OpenRAIL-M", architecture="sd1",
-                               base_model_name="tiny-sd", source_url="https://example.invalid/lora")
+                               base_model_name="tiny-sd", source_url="https://example.invalid/lora",
+                               model_folders=[lora_file.parent])
         expected = hashlib.sha256(lora_file.read_bytes()).hexdigest()
         assert model.sha256 == expected
         assert model.short_hash == expected[:10]
@@ -56,7 +57,7 @@ def test_pickle_checkpoints_are_refused(embedded_farm, tmp_path, suffix):
     with pytest.raises(InvalidInput) as caught:
         with transaction(embedded_farm.session_factory) as session:
             register_model(session, name="evil", kind="checkpoint", path=path,
-                           license_identifier="Apache-2.0", architecture="sd1")
+                           license_identifier="Apache-2.0", architecture="sd1", model_folders=[tmp_path])
     assert caught.value.field == "path" and "pickle" in caught.value.message
 
 
@@ -69,8 +70,8 @@ def test_pickle_checkpoints_are_refused(embedded_farm, tmp_path, suffix):
     ({"base_model_name": "missing"}, "base"),
 ])
 def test_bad_registration_names_the_field_and_writes_nothing(embedded_farm, lora_file, changes, field):
-    arguments = dict(name="brand-style", kind="lora", path=lora_file,
-                     license_identifier="Apache-2.0", architecture="sd1")
+    arguments = dict(name="brand-style", kind="lora", path=lora_file, base_model_name="tiny-sd",
+                     license_identifier="Apache-2.0", architecture="sd1", model_folders=[lora_file.parent])
     arguments.update(changes)
     with transaction(embedded_farm.session_factory) as session:
         before = session.scalar(select(func.count(RegisteredModel.id)))  # tiny-sd and lanczos
@@ -86,5 +87,5 @@ def test_missing_path_is_refused(embedded_farm, tmp_path):
     with pytest.raises(InvalidInput) as caught:
         with transaction(embedded_farm.session_factory) as session:
             register_model(session, name="x", kind="vae", path=tmp_path / "nope.safetensors",
-                           license_identifier="Apache-2.0", architecture="sd1")
+                           license_identifier="Apache-2.0", architecture="sd1", model_folders=[tmp_path])
     assert caught.value.field == "path"
