@@ -46,7 +46,9 @@ _ROW_ERROR = re.compile(r"rows\[(\d+)\](.*)")
 
 @blueprint.app_template_filter("duration")
 def duration(seconds: float) -> str:
-    """12.3 -> "12.3 s", 252 -> "4 min 12 s", 7500 -> "2 h 05 min"."""
+    """0.04 -> "under 0.1 s", 12.3 -> "12.3 s", 252 -> "4 min 12 s", 7500 -> "2 h 05 min"."""
+    if seconds < 0.1:
+        return "under 0.1 s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)

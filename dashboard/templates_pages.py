@@ -18,7 +18,6 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from dashboard.auth import current_user, has_permission, requires
-from dashboard.campaigns import field_errors
 from dashboard.helpers import db_transaction
 from farm.campaigns.overview import active_checkpoints, user_names, visible_templates
 from farm.campaigns.service import get_campaign_info, list_campaigns

@@ -10,13 +10,14 @@ import uuid
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.datastructures import MultiDict
 
 from farm.accounts.service import issue_api_token
 from farm.campaigns.service import add_member, create_campaign_as
 from farm.context import FarmContext
 from farm.db.session import transaction
 from farm.templates.service import create_campaign_template
-from tests.dashboard.conftest import csrf_token, farm_of
+from tests.dashboard.conftest import csrf_token
 
 FAST = {"steps": 2, "width": 64, "height": 64}  # the tiny model, quickly
 _SUBMISSION_KEY = re.compile(r'name="submission_key" value="([^"]+)"')
@@ -64,16 +65,10 @@ class Forms:
 
     def post(self, url: str, data: dict | list | None = None, **kwargs):
         if isinstance(data, list):  # (name, value) pairs, for repeated fields
-            data = _multi(data + [("csrf_token", self.token)])
+            data = MultiDict(data + [("csrf_token", self.token)])
         else:
             data = {**(data or {}), "csrf_token": self.token}
         return self.client.post(url, data=data, **kwargs)
-
-
-def _multi(pairs: list[tuple[str, object]]):
-    from werkzeug.datastructures import MultiDict
-
-    return MultiDict(pairs)
 
 
 def field_error(page: str, field: str) -> str | None:
@@ -94,7 +89,3 @@ def submission_key(page: str) -> str:
     match = _SUBMISSION_KEY.search(page)
     assert match, "the form has no submission key"
     return match.group(1)
-
-
-def farm_for(client: FlaskClient) -> FarmContext:
-    return farm_of(client)
