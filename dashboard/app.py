@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from dashboard import auth, jobs, pages, users
+from dashboard import assets, auth, exports, gallery, jobs, pages, review, users
 from dashboard import batches, campaigns, templates_pages
 from dashboard.api import api
 from dashboard.api.openapi import undeclared_api_routes
@@ -32,6 +32,10 @@ BLUEPRINTS = (
     campaigns.blueprint,
     templates_pages.blueprint,
     batches.blueprint,
+    gallery.blueprint,
+    assets.blueprint,
+    review.blueprint,
+    exports.blueprint,
     api,
 )
 
