@@ -32,7 +32,7 @@ SEEDS = [11, 12]
 FORMAT = ("display_mrec", "Display medium rectangle (MREC)", 300, 250)
 MODEL = "tiny-sd"
 STEPS, SIZE = 4, 64  # the tiny model on a CPU: a few steps at a small generation size
-CHANGES_COMMENT = "The mug should be closer; warmer light, please."
+CHANGES_COMMENT = "Closer crop and warmer light, please."
 CHANGED_PROMPT_ADDITION = "close-up, warm light"
 TINY_MODEL_LICENSE = "Apache-2.0"
 # Every render of the job and of the re-render waits for the CPU; generous, but explicit.
@@ -183,7 +183,7 @@ def review_in_queue(page: Page, steps: Steps, job_id: int) -> tuple[list[QueuedA
     page.keyboard.press("c")
     comment = items.nth(2).get_by_label("Comment")
     expect(comment).to_be_focused()
-    comment.type(CHANGES_COMMENT)
+    comment.press_sequentially(CHANGES_COMMENT)
     page.keyboard.press("Enter")
     expect(state_of(2)).to_have_text("changes requested")
     expect(state_of(3)).to_have_text("pending")
