@@ -11,7 +11,8 @@ from dashboard.api.blueprint import api, api_body
 from dashboard.auth import current_user
 from dashboard.helpers import current_farm, db_transaction
 from farm.errors import InvalidInput
-from farm.jobs.batch import BatchRequest, plan_batch, rows_from_table, submit_batch
+from farm.jobs import batch
+from farm.jobs.batch import BatchRequest, rows_from_table
 from farm.queue.routing import MAX_PRIORITY
 from farm.render.params import MAX_SEED
 
@@ -101,11 +102,11 @@ def _renamed(error: InvalidInput, sources: list[int]) -> InvalidInput:
 @api.operation("POST", "/jobs/plan", summary="Count a batch's renders and estimate its GPU time; writes nothing",
                permission="jobs.submit", request=BATCH_REQUEST, response=BATCH_PLAN, tags=TAGS,
                description="Checks the request exactly as POST /jobs will.")
-def plan_batch_api():
+def plan_batch():
     request, sources = batch_request(api_body())
     try:
         with db_transaction() as db:
-            plan = plan_batch(db, current_farm().settings, current_user(), request)
+            plan = batch.plan_batch(db, current_farm().settings, current_user(), request)
     except InvalidInput as error:
         raise _renamed(error, sources) from None
     return plan.to_dict()
@@ -116,10 +117,10 @@ def plan_batch_api():
                description="Writes the job and its renders in one transaction and queues them. With a "
                            "submission_key already used, nothing is written: the answer names the job it made, "
                            "with created=false.")
-def submit_batch_api():
+def submit_batch():
     request, sources = batch_request(api_body())
     try:
-        submitted = submit_batch(current_farm(), current_user(), request)
+        submitted = batch.submit_batch(current_farm(), current_user(), request)
     except InvalidInput as error:
         raise _renamed(error, sources) from None
     return submitted.to_dict(), 201

@@ -7,10 +7,7 @@ from dashboard.api.blueprint import api, api_body, api_query
 from dashboard.auth import current_user
 from dashboard.helpers import db_transaction
 from farm.campaigns.formats import load_channel_formats
-from farm.campaigns.service import (
-    add_member, archive_campaign, create_campaign_as, get_campaign_info, list_campaigns, list_members,
-    remove_member, unarchive_campaign, update_campaign,
-)
+from farm.campaigns import service
 from farm.errors import InvalidInput, NotFound
 
 TAGS = ("campaigns",)
@@ -83,81 +80,81 @@ CHANNEL_FORMAT_LIST = api.schema("ChannelFormatList", {
 @api.operation("GET", "/campaigns", summary="The campaigns the caller can see, by name", permission="campaigns.view",
                response=CAMPAIGN_LIST, tags=TAGS,
                query={"include_archived": {"type": "boolean", "default": False}})
-def list_campaigns_api():
+def list_campaigns():
     with db_transaction() as db:
-        campaigns = list_campaigns(db, current_user(), include_archived=api_query()["include_archived"])
+        campaigns = service.list_campaigns(db, current_user(), include_archived=api_query()["include_archived"])
     return {"campaigns": [c.to_dict() for c in campaigns]}
 
 
 @api.operation("POST", "/campaigns", summary="Create a campaign owned by the caller", permission="campaigns.edit",
                request=CAMPAIGN_CREATE, response=CAMPAIGN, status=201, tags=TAGS)
-def create_campaign_api():
+def create_campaign():
     with db_transaction() as db:
-        campaign = create_campaign_as(db, current_user(), **api_body())
+        campaign = service.create_campaign_as(db, current_user(), **api_body())
     return campaign.to_dict(), 201
 
 
 @api.operation("GET", "/campaigns/<int:campaign_id>", summary="One campaign", permission="campaigns.view",
                response=CAMPAIGN, tags=TAGS)
-def get_campaign_api(campaign_id: int):
+def get_campaign(campaign_id: int):
     with db_transaction() as db:
-        return get_campaign_info(db, current_user(), campaign_id).to_dict()
+        return service.get_campaign_info(db, current_user(), campaign_id).to_dict()
 
 
 @api.operation("PATCH", "/campaigns/<int:campaign_id>", summary="Change a campaign's fields",
                permission="campaigns.edit", request=CAMPAIGN_CHANGES, response=CAMPAIGN, tags=TAGS)
-def update_campaign_api(campaign_id: int):
+def update_campaign(campaign_id: int):
     with db_transaction() as db:
-        return update_campaign(db, current_user(), campaign_id, api_body()).to_dict()
+        return service.update_campaign(db, current_user(), campaign_id, api_body()).to_dict()
 
 
 @api.operation("POST", "/campaigns/<int:campaign_id>/archive", summary="Archive a campaign (readable, no new jobs)",
                permission="campaigns.edit", response=CAMPAIGN, tags=TAGS)
-def archive_campaign_api(campaign_id: int):
+def archive_campaign(campaign_id: int):
     with db_transaction() as db:
-        return archive_campaign(db, current_user(), campaign_id).to_dict()
+        return service.archive_campaign(db, current_user(), campaign_id).to_dict()
 
 
 @api.operation("POST", "/campaigns/<int:campaign_id>/unarchive", summary="Make an archived campaign active again",
                permission="campaigns.edit", response=CAMPAIGN, tags=TAGS)
-def unarchive_campaign_api(campaign_id: int):
+def unarchive_campaign(campaign_id: int):
     with db_transaction() as db:
-        return unarchive_campaign(db, current_user(), campaign_id).to_dict()
+        return service.unarchive_campaign(db, current_user(), campaign_id).to_dict()
 
 
 @api.operation("GET", "/campaigns/<int:campaign_id>/members", summary="A campaign's members",
                permission="campaigns.view", response=MEMBER_LIST, tags=TAGS)
-def list_members_api(campaign_id: int):
+def list_campaign_members(campaign_id: int):
     with db_transaction() as db:
-        return {"members": [m.to_dict() for m in list_members(db, current_user(), campaign_id)]}
+        return {"members": [m.to_dict() for m in service.list_members(db, current_user(), campaign_id)]}
 
 
 @api.operation("POST", "/campaigns/<int:campaign_id>/members", summary="Add a member (idempotent)",
                permission="campaigns.edit", request=MEMBER_ADD, response=MEMBER_LIST, tags=TAGS,
                description="Members who are campaign managers or reviewers see the campaign. Answers the "
                            "members afterwards; adding a member twice changes nothing.")
-def add_member_api(campaign_id: int):
+def add_campaign_member(campaign_id: int):
     user, member_id = current_user(), api_body()["user_id"]
     with db_transaction() as db:
         try:
-            add_member(db, user, campaign_id, member_id)
+            service.add_member(db, user, campaign_id, member_id)
         except NotFound as missing:
             if missing.what != "user":
                 raise
             raise InvalidInput("user_id", f"there is no user {member_id}") from None
-        return {"members": [m.to_dict() for m in list_members(db, user, campaign_id)]}
+        return {"members": [m.to_dict() for m in service.list_members(db, user, campaign_id)]}
 
 
 @api.operation("DELETE", "/campaigns/<int:campaign_id>/members/<int:user_id>", summary="Remove a member",
                permission="campaigns.edit", response=MEMBER_LIST, tags=TAGS)
-def remove_member_api(campaign_id: int, user_id: int):
+def remove_campaign_member(campaign_id: int, user_id: int):
     user = current_user()
     with db_transaction() as db:
-        remove_member(db, user, campaign_id, user_id)
-        return {"members": [m.to_dict() for m in list_members(db, user, campaign_id)]}
+        service.remove_member(db, user, campaign_id, user_id)
+        return {"members": [m.to_dict() for m in service.list_members(db, user, campaign_id)]}
 
 
 @api.operation("GET", "/channel-formats", summary="The channel formats campaigns and jobs can name",
                permission="campaigns.view", response=CHANNEL_FORMAT_LIST, tags=TAGS)
-def channel_formats_api():
+def list_channel_formats():
     return {"formats": [f.to_dict() for f in load_channel_formats().values()]}

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dashboard.api.blueprint import api, api_body
 from dashboard.auth import current_user
 from dashboard.helpers import db_transaction
-from farm.templates.service import (
-    DEFAULT_PARAM_NAMES, create_campaign_template, edit_template, list_template_versions, list_templates, preview,
-)
+from farm.templates import service
+from farm.templates.service import DEFAULT_PARAM_NAMES
 
 TAGS = ("templates",)
 
@@ -110,26 +109,26 @@ PREVIEW = api.schema("TemplatePreview", {
 
 @api.operation("GET", "/campaigns/<int:campaign_id>/templates", summary="A campaign's templates, by name",
                permission="campaigns.view", response=TEMPLATE_LIST, tags=TAGS)
-def list_templates_api(campaign_id: int):
+def list_templates(campaign_id: int):
     with db_transaction() as db:
-        return {"templates": [t.to_dict() for t in list_templates(db, current_user(), campaign_id)]}
+        return {"templates": [t.to_dict() for t in service.list_templates(db, current_user(), campaign_id)]}
 
 
 @api.operation("POST", "/campaigns/<int:campaign_id>/templates", summary="Create a template and its version 1",
                permission="templates.edit", request=TEMPLATE_CREATE, response=TEMPLATE_VERSION, status=201,
                tags=TAGS, description="Syntax errors and variables the texts use but do not declare are refused "
                                       "(field `body` or `negative_body`, with the line).")
-def create_template_api(campaign_id: int):
+def create_template(campaign_id: int):
     with db_transaction() as db:
-        version = create_campaign_template(db, current_user(), campaign_id, **api_body())
+        version = service.create_campaign_template(db, current_user(), campaign_id, **api_body())
     return version.to_dict(), 201
 
 
 @api.operation("GET", "/templates/<int:template_id>", summary="A template with every version",
                permission="campaigns.view", response=TEMPLATE, tags=TAGS)
-def get_template_api(template_id: int):
+def get_template(template_id: int):
     with db_transaction() as db:
-        versions = list_template_versions(db, current_user(), template_id)
+        versions = service.list_template_versions(db, current_user(), template_id)
     latest = versions[-1]
     return {"id": template_id, "campaign_id": latest.campaign_id, "name": latest.template_name,
             "latest_version": latest.version, "versions": [v.to_dict() for v in versions]}
@@ -138,9 +137,9 @@ def get_template_api(template_id: int):
 @api.operation("POST", "/templates/<int:template_id>/versions", summary="Save an edit as the next version",
                permission="templates.edit", request=VERSION_CREATE, response=TEMPLATE_VERSION, status=201, tags=TAGS,
                description="Earlier versions, and the jobs that used them, are unchanged.")
-def create_version_api(template_id: int):
+def create_template_version(template_id: int):
     with db_transaction() as db:
-        version = edit_template(db, current_user(), template_id, **api_body())
+        version = service.edit_template(db, current_user(), template_id, **api_body())
     return version.to_dict(), 201
 
 
@@ -149,10 +148,10 @@ def create_version_api(template_id: int):
                permission="templates.edit", request=PREVIEW_REQUEST, response=PREVIEW, tags=TAGS,
                description="Problems with the texts are a 400 naming `body`, `negative_body` or `variables[i]`; "
                            "problems with a row are reported on that row (`rows[2].background`).")
-def preview_template_api(campaign_id: int):
+def preview_template(campaign_id: int):
     body = api_body()
     with db_transaction() as db:
-        result = preview(db, current_user(), campaign_id, rows=body["rows"],
+        result = service.preview(db, current_user(), campaign_id, rows=body["rows"],
                          template_version_id=body.get("template_version_id"), body=body.get("body"),
                          negative_body=body.get("negative_body") or "", variables=body.get("variables"))
     return result.to_dict()
