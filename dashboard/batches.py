@@ -109,10 +109,16 @@ def _csv_state(text: str) -> dict[str, Any]:
         state = json.loads(text)
     except ValueError:
         raise InvalidInput("csv", "the rows of the uploaded file were lost; upload it again") from None
-    if (not isinstance(state, dict) or not isinstance(state.get("columns"), list)
-            or not isinstance(state.get("rows"), list) or not isinstance(state.get("lines"), list)
-            or len(state["lines"]) != len(state["rows"])):
+    def texts(values: object, length: int | None = None) -> bool:
+        return (isinstance(values, list) and all(isinstance(v, str) for v in values)
+                and (length is None or len(values) == length))
+
+    columns, rows, lines = (state.get(key) if isinstance(state, dict) else None for key in ("columns", "rows", "lines"))
+    if (not texts(columns) or not isinstance(rows, list) or not all(texts(row, len(columns)) for row in rows)
+            or not isinstance(lines, list) or len(lines) != len(rows)
+            or not all(isinstance(line, int) and not isinstance(line, bool) for line in lines)):
         raise InvalidInput("csv", "the rows of the uploaded file were lost; upload it again")
+    state["filename"] = str(state.get("filename", "rows.csv"))
     return state
 
 

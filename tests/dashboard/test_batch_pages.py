@@ -314,6 +314,15 @@ def test_tampered_carried_rows_are_refused(client, campaign, version):
         ("action", "check"), ("template_version_id", str(version.id)), ("rows_source", "csv"), ("seeds", "1"),
         ("rows_json", '{"filename": "x.csv", "columns": ["product"], "rows": [["shoe"]], "lines": [2]}')])
     assert page.status_code == 400 and "line 2, column background" in field_error(page.text, "csv")
+    for rows_json in ('{"columns": ["product"], "rows": [3], "lines": [2]}',
+                      '{"columns": [1], "rows": [["x"]], "lines": [2]}',
+                      '{"columns": ["product"], "rows": [["x", "y"]], "lines": [2]}',
+                      '{"columns": ["product"], "rows": [["x"]], "lines": ["2"]}', '[]'):
+        for action in ("check", "table"):
+            page = Forms(client).post(_url(campaign), [
+                ("action", action), ("template_version_id", str(version.id)), ("rows_source", "csv"),
+                ("seeds", "1"), ("rows_json", rows_json)])
+            assert page.status_code == 400 and "upload it again" in field_error(page.text, "csv"), rows_json
 
 
 @pytest.fixture
