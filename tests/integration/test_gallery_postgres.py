@@ -184,3 +184,10 @@ def test_gallery_bench_completes_and_prints_its_figures(postgres_admin_url):
     assert all(float(value) > 0 for value in figures.groups())
     assert int(figures.group(4)) <= 2
     assert "PROBLEM" not in out
+    # The dashboard's HTML gallery page, timed on the same scenarios: the user, the filter menus
+    # and the page's one or two queries, whatever the page.
+    html = re.search(r"^RESULT html first_page_p50_ms=([\d.]+) first_page_p95_ms=([\d.]+) "
+                     r"worst_page_p95_ms=([\d.]+) statements_per_page=\[([\d, ]+)\]$", out, re.MULTILINE)
+    assert html, out
+    assert all(float(value) > 0 for value in html.groups()[:3])
+    assert {int(n) for n in html.group(4).split(",")} <= {4, 5}
