@@ -27,6 +27,13 @@ FLAG_FOR_FIELD = {
     "gpu": "--gpu", "gpus": "--gpus", "queues": "--queues",
     "scale": "--scale", "upscaler": "--upscaler", "assets": "ASSET_IDS", "name": "--name",
     "role": "--role", "email": "--email", "password": "--password-stdin",
+    # farm licenses / models / audit (farm.cli_compliance)
+    "as": "--as", "reason": "--reason", "kind": "--kind", "license": "--license", "base": "--base",
+    "source": "--source", "architecture": "--architecture", "path": "PATH", "identifier": "IDENTIFIER",
+    "commercial_use": "--commercial-use", "revenue_cap_usd": "--revenue-cap", "attribution_text": "--attribution",
+    "use_restrictions": "--restriction", "url": "--url", "text": "--text", "text_sha256": "--text",
+    "from": "--from", "to": "--to", "format": "--format", "anchor": "--anchor", "status": "--status",
+    "loras": "--lora", "vae": "--vae",
 }
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
@@ -140,6 +147,16 @@ def _parse_size(value: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _parse_lora(value: str) -> dict:
+    name, _, weight = value.rpartition(":") if ":" in value else (value, "", "")
+    if not weight:
+        return {"name": name}
+    try:
+        return {"name": name, "weight": float(weight)}
+    except ValueError:
+        raise InvalidInput("loras", f"'{value}' is not NAME or NAME:WEIGHT") from None
+
+
 @main.command()
 @click.argument("prompt")
 @click.option("--negative", default="", help="Negative prompt.")
@@ -152,9 +169,13 @@ def _parse_size(value: str) -> tuple[int, int]:
 @click.option("--model", default=None, help="Registered model name (default: default_model setting).")
 @click.option("--campaign", default=None, help="Campaign name (default: ad hoc renders).")
 @click.option("--priority", default=5, type=int, show_default=True, help="0 (low) to 9 (high).")
+@click.option("--lora", "loras", multiple=True, metavar="NAME[:WEIGHT]",
+              help="A registered LoRA for the chain (repeat). The license policy checks it; the renderer "
+                   "applies LoRAs from issue 6 on.")
+@click.option("--vae", default=None, help="A registered VAE for the chain (checked by the license policy).")
 @click.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--detach", is_flag=True, help="Print the job id and return without waiting.")
-def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model, campaign, priority,
+def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model, campaign, priority, loras, vae,
            out_dir: Path, detach: bool) -> None:
     """Render PROMPT through the farm and write the PNGs into --out."""
     import random
@@ -174,6 +195,10 @@ def render(prompt, negative, seed, steps, cfg_scale, size, sampler, count, model
     first = Txt2ImgParams(prompt=prompt, negative_prompt=negative, seed=seed, **params)
     validate_txt2img(first)
     validate_batch(first, count)
+    if loras:
+        params["loras"] = [_parse_lora(value) for value in loras]
+    if vae is not None:
+        params["vae"] = vae
 
     from farm.context import prepare_database
     from farm.jobs.dispatch import submit_prompt
@@ -459,6 +484,7 @@ def reaper(interval: float, sweep_every: int, once: bool) -> None:
     from kombu.exceptions import OperationalError as BrokerUnreachable
     from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 
+    from farm.audit.renders import seal_render_events
     from farm.jobs.reaper import reap_expired_leases, resend_stranded, sweep_orphans
 
     ctx = _context()
@@ -468,6 +494,7 @@ def reaper(interval: float, sweep_every: int, once: bool) -> None:
         try:
             report = reap_expired_leases(ctx)
             stranded = resend_stranded(ctx)
+            seal_render_events(ctx.session_factory)  # render state changes into the audit log
             checks += 1
             if once or checks % sweep_every == 0:
                 orphans = sweep_orphans(ctx)
@@ -623,6 +650,12 @@ def db_upgrade() -> None:
     prepare_database(ctx)
     click.echo(f"database at {ctx.db_engine.url.render_as_string(hide_password=True)} is up to date")
 
+
+from farm.cli_compliance import audit, licenses, models  # noqa: E402  (they use the helpers above)
+
+main.add_command(licenses)
+main.add_command(models)
+main.add_command(audit)
 
 if __name__ == "__main__":
     main()

@@ -41,9 +41,15 @@ def _event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _lock_and_last_hash(session: Session) -> str:
+def lock_audit_log(session: Session) -> None:
+    """Hold the log's append lock until the caller's transaction ends (Postgres; SQLite serialises
+    every writer anyway). Taking it again in the same transaction is free."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+
+
+def _lock_and_last_hash(session: Session) -> str:
+    lock_audit_log(session)
     return session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS_HASH
 
 

@@ -1,8 +1,9 @@
 """Pausing, resuming and cancelling jobs.
 
 Pause keeps the job's queued renders in the database (workers skip their messages) and resume
-queues them again. Cancel stops every render not yet running; renders already running stop at
-their next progress report and end as cancelled.
+queues them again (held renders stay held until the license policy allows them). Cancel stops
+every render not yet running, held ones included; renders already running stop at their next
+progress report and end as cancelled.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def cancel_job(session: Session, job_id: int, actor: User | None = None) -> Job:
         raise InvalidInput("job_id", f"job {job_id} is {job.status} already")
     before = job.status
     session.execute(
-        update(Render).where(Render.job_id == job_id, Render.state == "queued")
+        update(Render).where(Render.job_id == job_id, Render.state.in_(("queued", "held")))
         .values(state="cancelled", finished_at=utcnow()).execution_options(synchronize_session=False)
     )
     job.status = "cancelled"

@@ -19,6 +19,7 @@ from celery import Celery
 from celery.worker import WorkController
 from sqlalchemy.exc import OperationalError
 
+from farm.audit.renders import seal_render_events
 from farm.db.migrate import schema_problem
 from farm.db.session import transaction
 from farm.errors import InvalidInput
@@ -28,6 +29,8 @@ from farm.queue.runtime import build_worker_context
 from farm.workers.registry import HEARTBEATS_BEFORE_GONE, WorkerIdentity, mark_offline, record_heartbeat, register_worker
 
 log = logging.getLogger(__name__)
+# Render events a heartbeat writes to the audit log at most (x 500), so a beat stays short.
+SEAL_BATCHES_PER_BEAT = 4
 
 
 def default_worker_name(gpu: str) -> str:
@@ -85,6 +88,11 @@ class Heartbeat(threading.Thread):
             self.on_drain()
         elif status == "online":
             self.ctx.draining.clear()
+        # Render state changes reach the audit log from here, in batches, off the render path.
+        try:
+            seal_render_events(self.ctx.session_factory, max_batches=SEAL_BATCHES_PER_BEAT)
+        except Exception:  # noqa: BLE001  (the next beat, or another worker's, writes them)
+            log.warning("%s could not write render events to the audit log", self.ctx.worker_name, exc_info=True)
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
