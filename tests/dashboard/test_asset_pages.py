@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from farm.db.models import Asset, AuditEvent, Job, Render
+from farm.db.models import Asset, Job, Render
 from farm.db.session import transaction
 from farm.review.service import decide
 from tests.dashboard.conftest import csrf_token

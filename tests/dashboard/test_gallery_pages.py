@@ -12,7 +12,7 @@ from farm.db.models import Asset, Render
 from farm.db.session import transaction
 from farm.review.service import decide
 from tests.dashboard.conftest import login_as
-from tests.dashboard.review_world import World, build_world, world  # noqa: F401
+from tests.dashboard.review_world import build_world, world  # noqa: F401
 from tests.fixtures.assets import StatementCounter
 
 ITEM = re.compile(r'data-testid="gallery-item" data-asset-id="(\d+)"')
