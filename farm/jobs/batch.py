@@ -261,7 +261,7 @@ def _check(session: Session, settings: Settings, user: User, request: BatchReque
                            f"{renders:,} renders; the limit is {settings.max_renders_per_job:,} per job")
     model, params = _resolved_params(session, settings, campaign, version, request.params)
     # The license policy, last: a refusal is audited, so only requests that are otherwise fine get one.
-    policy = enforce(session, render_chain(session, model, params, field_prefix="params."), campaign,
+    policy = enforce(session, render_chain(session, model, params), campaign,
                      organisation_revenue_usd=revenue_of(settings), actor=user, stage=stage)
     return _Checked(campaign=campaign, version=version, model=model, params=params,
                     formats=_format_plans(formats, params, model.architecture), seeds=seeds,

@@ -102,6 +102,7 @@ class HashVerifier:
     def __init__(self) -> None:
         self._verified: dict[str, _Verified] = {}
         self._lock = threading.Lock()
+        self.models_hashed = 0  # models read in full so far (a measure of what the cache saves)
 
     def verify(self, name: str, path: Path, registered_sha256: str) -> None:
         """Return if the files at `path` hash to `registered_sha256`; ModelHashMismatch otherwise."""
@@ -111,13 +112,10 @@ class HashVerifier:
             known = self._verified.get(key)
         if known is None or known.fingerprint != current:
             known = _Verified(current, model_sha256(Path(path)))
+            self.models_hashed += 1
             # A file replaced while it was read shows up as a new fingerprint next time.
             if fingerprint(Path(path)) == current:
                 with self._lock:
                     self._verified[key] = known
         if known.sha256 != registered_sha256:
             raise ModelHashMismatch(name, Path(path), registered_sha256, known.sha256)
-
-    def hashes_done(self) -> int:
-        """How many (path, fingerprint) pairs this verifier has hashed and remembers."""
-        return len(self._verified)
