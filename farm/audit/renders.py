@@ -8,9 +8,10 @@ that became held, succeeded, failed or cancelled (`render.held`, `render.succeed
 under one lock, and marks the row (`renders.audited_state`) so no render is written twice.
 
 It runs on every worker's heartbeat thread (every `heartbeat_seconds`, on the embedded farm too),
-in the reaper's loop, and before `farm audit verify`/`export` and the auditor reports, so the log
-they read is complete. A render held twice (held, released, held again) is written each time:
-releasing clears `audited_state`.
+in the reaper's loop, and before `farm audit export` and the auditor reports, so the log they read
+is complete. Holds and releases are admin actions (farm.models.admin): they write their
+`render.held`/`render.released` events at once and set `audited_state` themselves; this sweep
+writes the rest, a held render's end included (cancelled while held, say).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from farm.audit.log import record_event
+from farm.audit.log import record_event, record_events
 from farm.db.base import utcnow
 from farm.db.models import MODEL_KINDS, MODEL_STATUSES, Asset, Job, RegisteredModel, Render, User
 from farm.errors import InvalidInput
@@ -231,8 +231,9 @@ def _recheck(session: Session, settings: Settings | None, model_ids: set[int] | 
             held = [r.id for r in members if r.state == "held"]
             if queued:
                 session.execute(update(Render).where(Render.id.in_(queued), Render.state == "queued")
-                                .values(state="held", hold_reason=hold_reason, audited_state=None)
+                                .values(state="held", hold_reason=hold_reason, audited_state="held")
                                 .execution_options(synchronize_session=False))
+                _render_events(session, "render.held", first.job_id, queued, hold_reason=hold_reason)
                 result.held += len(queued)
             if held:
                 session.execute(update(Render).where(Render.id.in_(held)).values(hold_reason=hold_reason)
@@ -241,16 +242,26 @@ def _recheck(session: Session, settings: Settings | None, model_ids: set[int] | 
         else:
             held = [r.id for r in members if r.state == "held"]
             if held:
-                # Back to the queue; audited_state cleared so a later hold is written to the log again.
+                # Back to the queue; audited_state cleared, so its end is written to the log later.
                 session.execute(update(Render).where(Render.id.in_(held), Render.state == "held")
                                 .values(state="queued", hold_reason=None, audited_state=None, error=None)
                                 .execution_options(synchronize_session=False))
+                _render_events(session, "render.released", first.job_id, held)
                 result.released += held
             if decision is not None:
                 job = first.job
                 job.policy = {**decision.to_dict(), "rechecked_at": utcnow().isoformat()}
     session.expire_all()
     return result
+
+
+def _render_events(session: Session, action: str, job_id: int, render_ids: list[int], **after: Any) -> None:
+    """Holds and releases are written to the audit log at once, one event per render (they are
+    admin actions, off the workers' path; farm.audit.renders writes the workers' transitions)."""
+    record_events(session, [dict(action=action, entity_type="render", entity_id=render_id,
+                                 after={"job_id": job_id, "state": "held" if action == "render.held" else "queued",
+                                        **after})
+                            for render_id in render_ids])
 
 
 def _flag_assets(session: Session, model: RegisteredModel, reason: str) -> int:
