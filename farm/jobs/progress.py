@@ -6,25 +6,31 @@ the user cannot see is reported as not found.
 Live progress, cheaply for a job of 10,000 renders
 --------------------------------------------------
 A watcher (the job page's event stream, or its polling fallback) holds a `Cursor`: the time of
-its last read and the ids of the renders that were leased or running then. A read since a
-cursor returns only the renders that may have changed, found with what the workers already
-write, without a version column:
-- every render leased or running now (they report steps; one per busy GPU);
-- every render that was leased or running at the cursor (it may have finished, failed back to
-  the queue or been reaped since: those transitions set no timestamp of their own);
-- every render whose `started_at` (set by each lease) or `finished_at` (set by every ending:
-  success, failure, cancel) is at or after the cursor's time less CHANGE_OVERLAP.
-Every state change of a render is one of these: a lease sets started_at, an ending sets
-finished_at, and a render only goes back to `queued` from leased/running. The exception is
-`held` (a license or model problem parks queued renders, and releases them later), which sets no
-timestamp: the cursor carries the job's held count, and a read that finds another count returns
-every render once (rare, and still one statement). The overlap covers a
-transaction that set its timestamp before a read and committed after it (a cancel, a slow
-finish), and clocks of worker hosts that differ a little; renders it returns twice are dropped by
-`ProgressTracker`, which remembers what it sent, so an event carries only real changes.
-The job totals come from one count per state over the (job_id, state) index. So a poll costs
-two statements whose results are small whatever the job's size; see
-tests/dashboard/test_job_progress_service.py for the figures on PostgreSQL.
+its last read, the ids of the renders that were leased or running then, and how many of the
+job's renders were held and finished then. There is no version column on renders; a read since a
+cursor finds the renders that may have changed from what the workers already write:
+1. the renders leased or running now (they report steps; about one per busy GPU), and
+2. the renders that were leased or running at the cursor (they may have finished, failed back to
+   the queue or been reaped since: an index lookup of a few ids).
+Both come from one statement over the (job_id, state) index and the primary key. Every other
+change shows in the counts per state, which the read takes anyway for the job's totals (one
+GROUP BY over the same index):
+3. renders that finished without having been seen running (a render shorter than a poll, a
+   cancel, a job failed for a blocklist) make the finished count grow by more than the
+   finishes 2. explains. Only then does a read look for renders with `finished_at` at or after
+   the cursor's time less CHANGE_OVERLAP (it walks the job's finished renders: still small, and
+   only on such polls). The overlap covers a transaction that set finished_at before a read and
+   committed after it (a cancel, a finish waiting for its upload) and worker clocks that differ a
+   little.
+4. `held` renders (a license or model problem parks queued renders and releases them later) set
+   no timestamp at all: when the held count differs from the cursor's, the read returns every
+   render once (rare).
+Not caught: a render that is leased, fails and is queued again all between two polls keeps its
+old attempt count and error on the page until its next lease; its state (queued) is right.
+`ProgressTracker` remembers what it sent a watcher and drops renders a read returns unchanged, so
+an event carries only real changes. A poll is five statements whatever the job's size (job,
+counts, renders, and while renders wait, the two of waiting_reason); bench/job_progress.py times
+them on PostgreSQL and tests/integration/test_job_progress_postgres.py checks the counts.
 """
 
 from __future__ import annotations
@@ -58,25 +64,26 @@ JOBS_PAGE_SIZE = 50
 RENDERS_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 1000
 MAX_CURSOR_IDS = 5000
-_CURSOR = re.compile(r"(\d{1,16})(?:\.(\d{1,9}))?(?::(\d{1,19}(?:,\d{1,19})*))?")
+_CURSOR = re.compile(r"(\d{1,16})(?:\.(\d{1,9})\.(\d{1,9}))?(?::(\d{1,19}(?:,\d{1,19})*))?")
 
 
 # -- cursors ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a watcher stands: when it last read, which renders were active then, and how many
-    were held (None: not known)."""
+    """Where a watcher stands: when it last read, which renders were active then, and how many of
+    the job's renders were held and finished then (None: not known, as in a page's first read)."""
 
     at: datetime
     active_ids: tuple[int, ...] = ()
     held: int | None = None
+    finished: int | None = None
 
     def encode(self) -> str:
-        """Text for a URL or an event id: `MILLISECONDS[.HELD][:ID,ID,...]`."""
+        """Text for a URL or an event id: `MILLISECONDS[.HELD.FINISHED][:ID,ID,...]`."""
         text = str(int(self.at.timestamp() * 1000))
-        if self.held is not None:
-            text += f".{self.held}"
+        if self.held is not None and self.finished is not None:
+            text += f".{self.held}.{self.finished}"
         if self.active_ids:
             text += ":" + ",".join(map(str, self.active_ids))
         return text
@@ -85,15 +92,16 @@ class Cursor:
     def decode(cls, text: object, field: str = "since") -> "Cursor":
         if not isinstance(text, str) or not (match := _CURSOR.fullmatch(text.strip())):
             raise InvalidInput(field, "is not a progress cursor (as returned in `cursor`)")
-        ids = tuple(int(i) for i in match.group(3).split(",")) if match.group(3) else ()
-        if len(ids) > MAX_CURSOR_IDS:
+        millis, held, finished, ids = match.groups()
+        active_ids = tuple(int(i) for i in ids.split(",")) if ids else ()
+        if len(active_ids) > MAX_CURSOR_IDS:
             raise InvalidInput(field, f"names more than {MAX_CURSOR_IDS} renders")
         try:
-            at = datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc)
+            at = datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             raise InvalidInput(field, "is not a progress cursor (time out of range)") from None
-        held = int(match.group(2)) if match.group(2) is not None else None
-        return cls(at=at, active_ids=ids, held=held)
+        return cls(at=at, active_ids=active_ids, held=None if held is None else int(held),
+                   finished=None if finished is None else int(finished))
 
 
 # -- what is read -----------------------------------------------------------------------------
@@ -236,28 +244,46 @@ def _totals(session: Session, job: Job, counts: dict[str, int], active: list[Ren
                      done=done, waiting_reason=waiting)
 
 
+def _changed_renders(session: Session, job_id: int, since: Cursor | None, counts: dict[str, int],
+                     active_only: bool) -> list[RenderProgress]:
+    """The renders that may have changed since `since` (see the module docstring)."""
+    rows = _render_rows(_PROGRESS_COLUMNS).where(Render.job_id == job_id).order_by(Render.index)
+    if since is None or (since.held != counts["held"] and not active_only):
+        return [_progress(row) for row in session.execute(rows)]
+    watched = [Render.state.in_(ACTIVE_RENDER_STATES)]
+    if since.active_ids:
+        watched.append(Render.id.in_(since.active_ids))
+    renders = [_progress(row) for row in session.execute(rows.where(or_(*watched)))]
+    if active_only:
+        return renders
+    finished = sum(counts[s] for s in FINISHED_RENDER_STATES)
+    seen = sum(1 for r in renders if r.state in FINISHED_RENDER_STATES)
+    if since.finished is None or finished - since.finished != seen:
+        known = {r.id for r in renders}
+        unseen = session.execute(rows.where(Render.state.in_(FINISHED_RENDER_STATES),
+                                            Render.finished_at >= since.at - CHANGE_OVERLAP))
+        renders += [r for r in map(_progress, unseen) if r.id not in known]
+        renders.sort(key=lambda r: r.index)
+    return renders
+
+
 def read_progress(session: Session, job_id: int, since: Cursor | None, *, heartbeat_seconds: float = 10,
-                  queue_routes: Mapping[str, str] | None = None) -> ProgressRead:
-    """The job's totals and its renders changed since `since` (every render without a cursor),
-    with the cursor for the next read. Checks no visibility: see `progress_for`."""
+                  queue_routes: Mapping[str, str] | None = None, active_only: bool = False) -> ProgressRead:
+    """The job's totals and its renders that may have changed since `since` (every render without a
+    cursor; with `active_only`, just those leased or running), with the cursor for the next read.
+    Checks no visibility: see `progress_for`."""
     at = utcnow()  # before reading: what changes while we read shows up next time
     job = session.get(Job, job_id, options=[joinedload(Job.model)])
     if job is None:
         raise NotFound("job", job_id)
     counts = _state_counts(session, job_id)
-    query = _render_rows(_PROGRESS_COLUMNS).where(Render.job_id == job_id)
-    if since is not None and (since.held is None or since.held == counts["held"]):
-        changed_after = since.at - CHANGE_OVERLAP
-        may_have_changed = [Render.state.in_(ACTIVE_RENDER_STATES), Render.started_at >= changed_after,
-                            Render.finished_at >= changed_after]
-        if since.active_ids:
-            may_have_changed.append(Render.id.in_(since.active_ids))
-        query = query.where(or_(*may_have_changed))
-    renders = [_progress(row) for row in session.execute(query.order_by(Render.index))]
+    renders = _changed_renders(session, job_id, since or (Cursor(at) if active_only else None), counts,
+                               active_only)
     active = [r for r in renders if r.state in ACTIVE_RENDER_STATES]
     totals = _totals(session, job, counts, active, at, heartbeat_seconds, queue_routes)
-    return ProgressRead(totals=totals, renders=renders,
-                        cursor=Cursor(at, tuple(r.id for r in active), held=counts["held"]))
+    cursor = Cursor(at, tuple(r.id for r in active), held=counts["held"],
+                    finished=sum(counts[s] for s in FINISHED_RENDER_STATES))
+    return ProgressRead(totals=totals, renders=renders, cursor=cursor)
 
 
 def require_visible_job(session: Session, user: User, job_id: int) -> Job:
@@ -297,9 +323,8 @@ class ProgressTracker:
                                  queue_routes=self.queue_routes)
         self.cursor = read.cursor
         changed = [r for r in read.renders if self._sent.get(r.id) != r.signature]
-        # Only renders that may still change are remembered (those read this time): one that
-        # drops out of the read and comes back has changed since (see the module docstring).
-        self._sent = {r.id: r.signature for r in read.renders}
+        # At most one small tuple per render of the job, for the life of the stream.
+        self._sent.update((r.id, r.signature) for r in changed)
         if not force and not changed and read.totals == self._sent_totals:
             return None
         self._sent_totals = read.totals
@@ -450,9 +475,9 @@ def job_detail(session: Session, user: User, job_id: int, *, heartbeat_seconds: 
                queue_routes: Mapping[str, str] | None = None) -> JobDetail:
     """The job page's header: what the job is, its counts by state, why it waits, and a cursor."""
     job = require_visible_job(session, user, job_id)
-    # Since "now": the read returns the active renders (and those of the last few seconds) only.
-    read = read_progress(session, job_id, Cursor(utcnow()), heartbeat_seconds=heartbeat_seconds,
-                         queue_routes=queue_routes)
+    # The active renders only: the page lists its renders itself, the live view goes on from here.
+    read = read_progress(session, job_id, None, heartbeat_seconds=heartbeat_seconds, queue_routes=queue_routes,
+                         active_only=True)
     version = session.get(TemplateVersion, job.template_version_id)
     template = session.get(PromptTemplate, version.template_id)
     submitter = session.get(User, job.submitted_by_id) if job.submitted_by_id else None

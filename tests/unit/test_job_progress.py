@@ -57,12 +57,12 @@ def _lease(farm, render_id, owner="test-worker", seconds=60):
 
 def test_cursor_round_trip():
     at = utcnow().replace(microsecond=123000)
-    for cursor in (Cursor(at), Cursor(at, (3, 41, 5))):
+    for cursor in (Cursor(at), Cursor(at, (3, 41, 5)), Cursor(at, (), 2, 9), Cursor(at, (7,), 0, 10_000)):
         assert Cursor.decode(cursor.encode()) == cursor
-    assert Cursor(at, (3, 4)).encode().endswith(":3,4")
+    assert Cursor(at, (3, 4), 1, 2).encode().endswith(".1.2:3,4")
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12:", "12:a", "12:1,,2", "-5", "1" * 17, "12:" + ",".join(["1"] * 5001),
+@pytest.mark.parametrize("text", ["", "abc", "12:", "12:a", "12.3", "12.3.4.5", "12.x.4", "12:1,,2", "-5", "1" * 17, "12:" + ",".join(["1"] * 5001),
                                   None, 12])
 def test_bad_cursors_name_the_field(text):
     with pytest.raises(InvalidInput) as error:
@@ -124,7 +124,8 @@ def test_a_render_given_back_to_the_queue_is_returned_through_the_cursor(embedde
     read = _read(farm, job, cursor)
     assert [(r.id, r.state) for r in read.renders] == [(first, "queued")]
     assert "gone-worker stopped reporting" in read.renders[0].error
-    assert _read(farm, job, Cursor(cursor.at)).renders == []  # without the ids it would be missed
+    # Without the ids it would be missed: no count moved.
+    assert _read(farm, job, Cursor(cursor.at, held=0, finished=0)).renders == []
 
 
 def test_the_overlap_catches_a_change_whose_timestamp_is_older_than_the_cursor(embedded_farm, job):
@@ -134,7 +135,7 @@ def test_the_overlap_catches_a_change_whose_timestamp_is_older_than_the_cursor(e
     now = utcnow()
     _set(farm, first, state="cancelled", finished_at=now - CHANGE_OVERLAP / 2)
     _set(farm, second, state="cancelled", finished_at=now - CHANGE_OVERLAP * 3)
-    read = _read(farm, job, Cursor(now))
+    read = _read(farm, job, Cursor(now, held=0, finished=0))
     assert [r.id for r in read.renders] == [first]
 
 
