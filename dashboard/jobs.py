@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any, Iterator
@@ -65,6 +66,12 @@ def _init(state) -> None:
     app.add_template_global(optional_url)
     app.add_template_global(CONTROLS_FOR_STATUS, "job_controls_for_status")
     app.add_template_filter(percent_text, "pct")
+    app.add_template_filter(bar_value, "bar_value")
+
+
+def bar_value(value: float) -> int:
+    """A progress bar's aria-valuenow: whole percent, rounded down, so 100 means finished."""
+    return int(math.floor(float(value)))
 
 
 def percent_text(value: float) -> str:

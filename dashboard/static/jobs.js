@@ -20,7 +20,9 @@
 
   function setBar(bar, percent) {
     if (!bar) return;
-    bar.setAttribute("aria-valuenow", pct(percent));
+    // Whole percent, rounded down: 100 only once everything is finished (as the server renders it).
+    bar.setAttribute("aria-valuenow", String(Math.floor(Number(percent))));
+    bar.setAttribute("aria-valuetext", pct(percent) + "%");
     const fill = bar.querySelector("span");
     if (fill) fill.style.width = pct(percent) + "%";
   }

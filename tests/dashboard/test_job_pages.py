@@ -73,7 +73,7 @@ def test_the_list_shows_visible_jobs_with_progress(app, setup):
     assert page.status_code == 200
     html = page.text
     assert f'href="/jobs/{setup.job_id}"' in html and "Hero shots" in html and "Spring launch" in html
-    assert 'aria-valuenow="33.3"' in html and "1 / 3 renders" in html
+    assert 'aria-valuenow="33" aria-valuetext="33.3%"' in html and "1 / 3 renders" in html
     assert '<span class="badge state-running">running</span>' in html
     assert ">ana<" in html and "<td>7</td>" in html
     assert 'href="/static/jobs.css"' in html and '<label for="filter-status">' in html
@@ -149,7 +149,7 @@ def test_the_job_page_shows_the_job_its_renders_and_why_it_waits(app, setup):
                      "no live worker serves queue &#39;sd1&#39;", "RuntimeError: CUDA out of memory",
                      'src="/static/jobs.js"', f'data-events-url="/jobs/{setup.job_id}/events"'):
         assert expected in html, expected
-    assert re.search(r'data-testid="job-progress"[^>]*aria-valuenow="33.3"', html)
+    assert re.search(r'data-testid="job-progress"[^>]*aria-valuenow="33" aria-valuetext="33.3%"', html)
     rows = re.findall(r'<tr data-render-id="(\d+)" data-state="(\w+)"', html)
     assert [state for _, state in rows] == ["succeeded", "queued", "queued"]
     assert "a cup on a wooden table" in html and "<td>1</td>" in html  # prompt and seed
