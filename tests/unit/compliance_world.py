@@ -66,9 +66,9 @@ class World:
     versions: dict[int, int]             # campaign id -> template version id
     source_assets: dict[int, int]        # campaign id -> an asset rendered in it (tiny-sd, Apache-2.0)
 
-    def batch(self, campaign_id: int, **params) -> BatchRequest:
+    def batch(self, campaign_id: int, seeds=(1,), **params) -> BatchRequest:
         return BatchRequest(campaign_id=campaign_id, template_version_id=self.versions[campaign_id],
-                            rows=[{"product": "shoe"}], seeds=[1], params={**FAST, **params})
+                            rows=[{"product": "shoe"}], seeds=list(seeds), params={**FAST, **params})
 
 
 def register(farm: FarmContext, admin: User | None, **fields):
