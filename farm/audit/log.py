@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import event as sa_event, func, select, text
+from sqlalchemy import event as sa_event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from farm.db.base import utcnow
@@ -90,19 +90,25 @@ def record_event(
     return event
 
 
-def record_events(session: Session, events: Sequence[Mapping[str, Any]]) -> list[AuditEvent]:
+_COLUMNS = ("occurred_at", "actor_id", "actor_name", "action", "entity_type", "entity_id", "before", "after",
+            "prev_hash", "hash")
+
+
+def record_events(session: Session, events: Sequence[Mapping[str, Any]]) -> int:
     """Append several events at once, in order, in the caller's transaction: one lock, one read
-    of the chain's head and one multi-row INSERT, however many events. Each mapping holds
-    record_event's keyword arguments, with `actor_id`/`actor_name` in place of `actor`."""
+    of the chain's head and one multi-row INSERT (no ORM objects), however many events. Each
+    mapping holds record_event's keyword arguments, with `actor_id`/`actor_name` in place of
+    `actor`. Returns how many were appended."""
+    if not events:
+        return 0
     prev_hash = _lock_and_last_hash(session)
-    appended = []
+    rows = []
     for fields in events:
         event = _new_event(prev_hash, **fields)
-        appended.append(event)
+        rows.append({column: getattr(event, column) for column in _COLUMNS})
         prev_hash = event.hash
-    session.add_all(appended)
-    session.flush()
-    return appended
+    session.execute(insert(AuditEvent), rows)
+    return len(rows)
 
 
 def record_event_after_transaction(session: Session, *, action: str, entity_type: str, entity_id: object = None,
