@@ -9,10 +9,8 @@ from dashboard.auth import current_user
 from dashboard.helpers import current_farm, db_transaction
 from farm.db.models import JOB_STATUSES, RENDER_STATES
 from farm.jobs.commands import control_job
-from farm.jobs.progress import (
-    JOBS_PAGE_SIZE, MAX_PAGE_SIZE, RENDERS_PAGE_SIZE, JobDetail, JobSummary, RenderInfo, get_render, job_detail,
-    list_jobs, list_renders,
-)
+from farm.jobs import progress
+from farm.jobs.progress import JOBS_PAGE_SIZE, MAX_PAGE_SIZE, RENDERS_PAGE_SIZE, JobDetail, JobSummary, RenderInfo
 
 TAGS = ("jobs",)
 _TIME = {"type": "string", "format": "date-time"}
@@ -138,7 +136,7 @@ def render_json(render: RenderInfo) -> dict[str, Any]:
 def _job_json(job_id: int) -> dict[str, Any]:
     settings = current_farm().settings
     with db_transaction() as db:
-        return job_json(job_detail(db, current_user(), job_id, heartbeat_seconds=settings.heartbeat_seconds,
+        return job_json(progress.job_detail(db, current_user(), job_id, heartbeat_seconds=settings.heartbeat_seconds,
                                    queue_routes=settings.queue_routes))
 
 
@@ -149,17 +147,17 @@ def _job_json(job_id: int) -> dict[str, Any]:
                       "before": {"type": "integer", "minimum": 1,
                                  "description": "A job id: the jobs older than it (the `next_before` of a page)."},
                       "limit": {**_LIMIT, "default": JOBS_PAGE_SIZE}})
-def jobs_list():
+def list_jobs():
     query = api_query()
     with db_transaction() as db:
-        page = list_jobs(db, current_user(), campaign_id=query.get("campaign_id"), status=query.get("status"),
+        page = progress.list_jobs(db, current_user(), campaign_id=query.get("campaign_id"), status=query.get("status"),
                          before=query.get("before"), limit=query["limit"])
     return {"jobs": [summary_json(job) for job in page.jobs], "next_before": page.next_before}
 
 
 @api.operation("GET", "/jobs/<int:job_id>", summary="One job, with its render counts by state and progress",
                permission="campaigns.view", response=JOB, tags=TAGS)
-def job_get(job_id: int):
+def get_job(job_id: int):
     return _job_json(job_id)
 
 
@@ -169,19 +167,19 @@ def job_get(job_id: int):
                                 "description": "A render index: the renders after it (the `next_after` of a page)."},
                       "state": {"type": "string", "enum": list(RENDER_STATES)},
                       "limit": {**_LIMIT, "default": RENDERS_PAGE_SIZE}})
-def job_renders(job_id: int):
+def list_job_renders(job_id: int):
     query = api_query()
     with db_transaction() as db:
-        page = list_renders(db, current_user(), job_id, after=query.get("after"), limit=query["limit"],
+        page = progress.list_renders(db, current_user(), job_id, after=query.get("after"), limit=query["limit"],
                             state=query.get("state"))
     return {"renders": [render_json(r) for r in page.renders], "next_after": page.next_after}
 
 
 @api.operation("GET", "/renders/<int:render_id>", summary="One render", permission="campaigns.view",
                response=RENDER, tags=TAGS)
-def render_get(render_id: int):
+def get_render(render_id: int):
     with db_transaction() as db:
-        return render_json(get_render(db, current_user(), render_id))
+        return render_json(progress.get_render(db, current_user(), render_id))
 
 
 def _control(job_id: int, action: str):
@@ -196,14 +194,14 @@ _CONTROL_NOTE = ("Answers 400 naming `job_id` when the job's status does not all
 @api.operation("POST", "/jobs/<int:job_id>/pause", summary="Pause a queued or running job",
                permission="jobs.control", response=JOB, tags=TAGS,
                description="Renders not yet started wait; those running finish. " + _CONTROL_NOTE)
-def job_pause(job_id: int):
+def pause_job(job_id: int):
     return _control(job_id, "pause")
 
 
 @api.operation("POST", "/jobs/<int:job_id>/resume", summary="Resume a paused job",
                permission="jobs.control", response=JOB, tags=TAGS,
                description="Its waiting renders are queued again. " + _CONTROL_NOTE)
-def job_resume(job_id: int):
+def resume_job(job_id: int):
     return _control(job_id, "resume")
 
 
@@ -211,5 +209,5 @@ def job_resume(job_id: int):
                permission="jobs.control", response=JOB, tags=TAGS,
                description="Renders not yet running are cancelled; running ones stop at their next step. "
                            + _CONTROL_NOTE)
-def job_cancel(job_id: int):
+def cancel_job(job_id: int):
     return _control(job_id, "cancel")
