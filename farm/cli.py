@@ -657,5 +657,9 @@ main.add_command(licenses)
 main.add_command(models)
 main.add_command(audit)
 
+from farm.cli_provenance import provenance  # noqa: E402
+
+main.add_command(provenance)
+
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Mapping, Optional
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from farm.errors import InvalidInput
 
@@ -108,6 +108,24 @@ class Settings(BaseModel):
     # In a FARM_ variable: comma-separated.
     model_folders: list[Path] = Field(default_factory=list)
 
+    # Provenance (farm.provenance, README "Provenance"). A C2PA manifest signed into every PNG a
+    # worker writes, with this certificate chain (PEM: the signing certificate first, then the CA
+    # certificates that issued it) and its private key (PEM, unencrypted PKCS#8). Workers read the
+    # files and try them on a test image at start-up; other processes never open them.
+    c2pa_signing: bool = False
+    c2pa_cert_chain_path: str = Field("", validate_default=True)
+    c2pa_private_key_path: str = Field("", validate_default=True)
+    c2pa_algorithm: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
+    # A time-stamp authority (RFC 3161) that countersigns each manifest, so it stays valid after
+    # the certificate expires. Empty: none (the farm reaches no network unless told to).
+    c2pa_timestamp_url: str = ""
+    # CA certificates (PEM) that `farm provenance show` trusts when it checks a signer.
+    c2pa_trust_anchors_path: str = ""
+    # An invisible watermark in the pixels (dwtDct): this farm's id (2 ASCII characters) and the
+    # render id. Images under 256x256 pixels of area are too small for it and go unmarked.
+    watermark: Literal["off", "dwtDct"] = "off"
+    watermark_farm_id: str = "RF"
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -179,6 +197,27 @@ class Settings(BaseModel):
             raise ValueError(f"must be at least {SECRET_KEY_MIN_LENGTH} characters (try: "
                              "python -c 'import secrets; print(secrets.token_urlsafe(48))')")
         return value
+
+    @field_validator("c2pa_cert_chain_path", "c2pa_private_key_path")
+    @classmethod
+    def _c2pa_paths(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("c2pa_signing") and not value.strip():
+            raise ValueError("is required when c2pa_signing is on (a PEM file; see README, Provenance)")
+        return value.strip()
+
+    @field_validator("c2pa_timestamp_url")
+    @classmethod
+    def _timestamp_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be empty (no time-stamp authority) or an http:// or https:// URL")
+        return value
+
+    @field_validator("watermark_farm_id")
+    @classmethod
+    def _watermark_farm_id(cls, value: str) -> str:
+        from farm.provenance.payload import check_farm_id
+
+        return check_farm_id(value)
 
     @field_validator("s3_endpoint_url")
     @classmethod

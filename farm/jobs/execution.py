@@ -35,6 +35,7 @@ from farm.jobs.service import refresh_job_status
 from farm.licenses.policy import (CampaignTerms, ChainEntry, ModelTermsCache, PolicyDecision, asset_chain,
                                   audit_refusal, checked_chain_params, dedupe, evaluate)
 from farm.models.hashing import ModelHashMismatch
+from farm.provenance import ProvenanceStamp
 from farm.queue.routing import shared_queue_for
 from farm.workers.registry import is_alive
 from farm.render.engine import ModelSource, RenderEngine
@@ -83,6 +84,9 @@ class WorkerContext:
     # terms cached by (id, policy_version) so an unchanged registry costs no query.
     organisation_annual_revenue_usd: int | None = None
     model_terms: ModelTermsCache = field(default_factory=ModelTermsCache)
+    # Watermark and signed C2PA manifest for every image (farm.provenance), built once per worker
+    # process from the settings; None when both are off.
+    provenance: ProvenanceStamp | None = None
 
 
 @dataclass(frozen=True)
@@ -368,9 +372,12 @@ def _produce(ctx: WorkerContext, plan: RenderPlan) -> Produced:
                     {**provenance, "channel_format": target.name, "format_size": [target.width, target.height]})
 
 
-def _store(ctx: WorkerContext, produced: Produced) -> StoredImage:
+def _store(ctx: WorkerContext, plan: RenderPlan, produced: Produced) -> StoredImage:
     image = produced.image
-    png = encode_png(image, produced.infotext, produced.provenance)
+    if ctx.provenance is None:
+        png = encode_png(image, produced.infotext, produced.provenance)
+    else:  # watermark the pixels, write the text chunks, then sign the whole file
+        image, png = ctx.provenance.encode(image, produced.infotext, produced.provenance, plan)
     thumbnail = make_thumbnail(image)
     key = content_key(png, ".png", namespace="images")
     thumbnail_key = content_key(thumbnail, ".webp", namespace="thumbnails")
@@ -534,7 +541,7 @@ def execute_render(ctx: WorkerContext, render_id: int) -> Outcome:
     if plan.chain_error is not None:
         return _record_failure(ctx, plan, plan.chain_error, retryable=False)
     try:
-        stored = _store(ctx, _produce(ctx, plan))
+        stored = _store(ctx, plan, _produce(ctx, plan))
         return Outcome.SUCCEEDED if _finish(ctx, plan, stored) else Outcome.SKIPPED
     except RenderCancelled:
         with transaction(ctx.session_factory) as session:

@@ -11,6 +11,7 @@ from celery import Celery
 
 from farm.db.session import make_engine, make_session_factory
 from farm.jobs.execution import WorkerContext
+from farm.provenance import ProvenanceStamp
 from farm.render.engine import RenderEngine
 from farm.settings import Settings
 from farm.storage import open_storage
@@ -57,6 +58,8 @@ def build_worker_context(settings: Settings, worker_name: str | None = None) -> 
         heartbeat_seconds=settings.heartbeat_seconds,
         queue_routes=dict(settings.queue_routes),
         organisation_annual_revenue_usd=settings.organisation_annual_revenue_usd,
+        # Reads and tries the signing credentials: a bad one stops start-up, naming its setting.
+        provenance=ProvenanceStamp.from_settings(settings),
     )
 
 
