@@ -80,7 +80,7 @@ def _print_report(file: Path, report: dict, trusting: bool) -> None:
     if farm is None:
         echo("farm chunk: (none)")
     else:
-        echo("farm chunk: " + ", ".join(f"{k} {v}" for k, v in farm.items() if not isinstance(v, (list, dict))))
+        echo("farm chunk: " + _farm_line(farm))
     manifest = report["c2pa"]
     if manifest is None:
         echo("C2PA manifest: none")
@@ -95,6 +95,20 @@ def _print_report(file: Path, report: dict, trusting: bool) -> None:
              "(the pixels were changed, resized or re-encoded)")
     else:
         echo("watermark: none found")
+
+
+# The farm chunk's fields in the order people ask about them; any others follow.
+FARM_FIELDS = {"render_id": "render", "job_id": "job", "kind": "kind", "model": "model",
+               "model_sha256": "sha256", "license": "license"}
+
+
+def _farm_line(farm: dict) -> str:
+    if "unreadable" in farm:
+        return f"unreadable JSON: {farm['unreadable']!r}"
+    known = [f"{label} {farm[key]}" for key, label in FARM_FIELDS.items() if key in farm]
+    rest = [f"{key} {value}" for key, value in farm.items()
+            if key not in FARM_FIELDS and not isinstance(value, (list, dict))]
+    return ", ".join(known + rest)
 
 
 def _print_manifest(manifest: dict, trusting: bool) -> None:
