@@ -20,6 +20,8 @@ def create_celery_app(settings: Settings) -> Celery:
         folder = settings.embedded_broker_dir
         folder.mkdir(parents=True, exist_ok=True)
         app.conf.broker_url = "filesystem://"
+        # kombu's filesystem transport, with messages written whole (see farm.queue.embedded_broker).
+        app.conf.broker_transport = "farm.queue.embedded_broker:Transport"
         app.conf.broker_transport_options = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
