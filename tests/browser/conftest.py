@@ -17,11 +17,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+
+try:
+    from playwright.sync_api import expect
+except ImportError as missing:  # an error, not a skip: CI must prove the real thing
+    raise ImportError("Playwright is required for the browser tests: .venv/bin/pip install -e '.[test]' "
+                      "(playwright==1.65.2; it drives the system Chromium, no browser download)") from missing
 
 from tests.fixtures.processes import farm_environ, farm_process, free_port, wait_until
 
@@ -71,6 +78,7 @@ class LiveFarm:
     log_path: Path
     admin_name: str
     admin_password: str
+    process: subprocess.Popen
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -100,7 +108,7 @@ def live_farm(farm_home, tmp_path, artifacts, request) -> LiveFarm:
         wait_until(ready, STARTUP_SECONDS, "farm up to serve the dashboard")
         password = (farm_home / "initial-admin-password").read_text().strip()
         farm = LiveFarm(url=url, home=farm_home, env=env, log_path=log_path,
-                        admin_name="admin", admin_password=password)
+                        admin_name="admin", admin_password=password, process=process)
         yield farm
     if _failed(request):
         shutil.copy(log_path, artifacts / "farm-up.log")
@@ -111,11 +119,8 @@ def live_farm(farm_home, tmp_path, artifacts, request) -> LiveFarm:
 @pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium, headless, through Playwright (session-wide: one start for all tests)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:
-        pytest.fail(f"Playwright is required for the browser tests (pip install -e '.[test]'): {error}",
-                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"Chromium is required at {CHROMIUM} for the browser tests "
                     "(Debian package `chromium`; bash .ci/services installs it)", pytrace=False)
@@ -152,8 +157,6 @@ class BrowserProblems:
 @pytest.fixture
 def page(browser, live_farm, artifacts, request):
     """A fresh browser context (its own cookies) on the live farm; downloads accepted."""
-    from playwright.sync_api import expect
-
     expect.set_options(timeout=ACTION_TIMEOUT_MS)
     context = browser.new_context(base_url=live_farm.url, accept_downloads=True,
                                   viewport={"width": 1280, "height": 900})
