@@ -64,9 +64,13 @@ def _record(session: Session, user: User, asset: Asset, decision: str, comment: 
     review = Review(asset_id=asset.id, reviewer_id=user.id, decision=decision, comment=comment, created_at=utcnow())
     session.add(review)
     asset.approval_state = APPROVAL_STATE_AFTER[decision]
+    # A decision is the re-review a model suspension or license change asked for (farm.models.admin).
+    rereview = (asset.rereview_reason or "") if asset.needs_rereview else None
+    if rereview is not None:
+        asset.needs_rereview, asset.rereview_reason = False, None
     session.flush()
     record_event(session, action="asset.reviewed", entity_type="asset", entity_id=asset.id, actor=user,
-                 before={"approval_state": before},
+                 before={"approval_state": before, **({"needs_rereview": rereview} if rereview is not None else {})},
                  after={"approval_state": asset.approval_state, "decision": decision, "comment": comment,
                         "review_id": review.id, **audit_extra})
     return ReviewRecord(id=review.id, asset_id=asset.id, reviewer_id=user.id, reviewer_name=user.name,

@@ -236,3 +236,39 @@ def test_a_model_swapped_on_disk_after_registration_is_refused_by_the_worker_and
     assert execute_render(worker, third.id) is Outcome.SUCCEEDED
     assert worker.engine.hashes.models_hashed == 2
 
+
+
+def test_a_review_decision_is_the_re_review_a_flag_asks_for(farm):
+    from farm.review.service import decide
+
+    _checkpoint(farm, "ckpt-g")
+    worker = build_worker_context(farm.ctx.settings, worker_name="w1")
+    job_id = farm.submit("commercial", "ckpt-g")
+    assert _render_all(farm, worker, job_id) == [Outcome.SUCCEEDED]
+    suspend_model_now(farm.ctx, farm.admin, "ckpt-g", "license under review")
+    with transaction(farm.ctx.session_factory) as session:
+        asset_id = session.scalar(select(Asset.id).where(Asset.job_id == job_id))
+        decide(session, session.get(User, farm.manager.id), asset_id, "reject", "model withdrawn")
+    with transaction(farm.ctx.session_factory) as session:
+        asset = session.get(Asset, asset_id)
+        assert (asset.needs_rereview, asset.rereview_reason, asset.approval_state) == (False, None, "rejected")
+    reviewed = farm.events("asset.reviewed")[-1]
+    assert "suspended: license under review" in reviewed.before["needs_rereview"]
+
+
+def test_a_worker_heartbeat_writes_the_render_events_of_the_farm(farm):
+    from farm.queue.worker import Heartbeat
+    from farm.workers.registry import WorkerIdentity, register_worker
+
+    worker = build_worker_context(farm.ctx.settings, worker_name="w1")
+    job_id = farm.submit("non-commercial", "tiny-sd", seeds=(1, 2))
+    assert _render_all(farm, worker, job_id) == [Outcome.SUCCEEDED] * 2
+    assert farm.events("render.succeeded") == []  # nothing written on the render path itself
+    with transaction(farm.ctx.session_factory) as session:
+        register_worker(session, WorkerIdentity(name="w1", host="h", gpu_index=None, gpu_name=None,
+                                                vram_total_bytes=None, queues=["sd1"], torch_version="t",
+                                                diffusers_version="d"), 10)
+    Heartbeat(worker, 10, on_drain=lambda: None).beat()
+    events = farm.events("render.succeeded")
+    assert sorted(int(e.entity_id) for e in events) == sorted(r.id for r in farm.renders(job_id))
+    assert all(e.after["worker"] == "w1" and e.after["asset_sha256"] for e in events)
