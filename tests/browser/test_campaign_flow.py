@@ -320,6 +320,7 @@ def test_campaign_from_brief_to_export(page: Page, steps: Steps, live_farm: Live
     job_id = submit_batch(page, steps)
     renders = len(ROWS) * len(SEEDS)
     expect(page.get_by_role("status")).to_contain_text(f"Submitted job #{job_id}: {renders} renders")
+    expect(page.get_by_text(f"{renders} (2 rows × 2 seeds × 1 format)")).to_be_visible()
     opened_at = watch_job_finish(page, steps, job_id, renders, "job")
     # The first render waits for the worker to load the model, so the page opens before the end:
     # what it then showed came live.
