@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -382,6 +383,7 @@ class HtmlGallery:
 
         settings = load_settings({"FARM_HOME": str(home), "FARM_DATABASE_URL": database_url,
                                   "FARM_SECRET_KEY": "b" * 40})
+        self.home = home
         self.farm = FarmContext(settings)
         with transaction(self.farm.session_factory) as session:
             for user in users.values():
@@ -416,6 +418,7 @@ class HtmlGallery:
 
     def close(self) -> None:
         self.farm.db_engine.dispose()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def page_fetchers(factory, users: dict[str, User], limit: int,
