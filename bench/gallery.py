@@ -19,13 +19,11 @@ The script, in one run on this machine:
     index backwards and stop after a page, never sort the campaign's assets. Exits 1 if not.
 Prints p50 / p95 in milliseconds per scenario and a RESULT line.
 
-    python bench/gallery.py [--assets 100000] [--repeats 40] [--page-size 48] [--keep] [--parent-index]
+    python bench/gallery.py [--assets 100000] [--repeats 40] [--page-size 48] [--keep]
 
 Postgres: RENDERFARM_BENCH_POSTGRES_URL, else RENDERFARM_TEST_POSTGRES_URL as for the tests,
 else postgresql://postgres@127.0.0.1:5432/postgres (an admin connection that may create databases).
 --keep leaves the database in place (its URL is printed) to look at plans by hand.
---parent-index adds an index on assets (parent_asset_id) that the schema does not have, to
-measure what it would do for the asset page's lineage (see docs/performance.md).
 
 Each scenario is also timed as the dashboard's HTML gallery page (/gallery/?<the scenario's
 query string>, a Flask test client signed in as its user; HtmlGallery), with the SQL statements of
@@ -521,21 +519,10 @@ def summarise(plan: dict) -> str:
 
 # -- the run --------------------------------------------------------------------------------------
 
-# Not in the schema: what a migration would add so that an asset's descendants (its newer
-# versions) are found without reading the campaign's assets (see docs/performance.md).
-PARENT_INDEX_SQL = ("CREATE INDEX bench_ix_assets_parent_asset_id ON assets (parent_asset_id) "
-                    "WHERE parent_asset_id IS NOT NULL")
-
-
-def run(database_url: str, assets: int, repeats: int, limit: int, out=print, parent_index: bool = False,
+def run(database_url: str, assets: int, repeats: int, limit: int, out=print,
         with_html: bool = True) -> dict[str, Any]:
     out(f"seeding {assets} assets ...")
     data = seed_gallery(database_url, assets)
-    if parent_index:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(PARENT_INDEX_SQL)
-            conn.execute("ANALYZE assets")
-        out("with the index on assets (parent_asset_id) that the schema lacks (--parent-index)")
     out(f"seeded {data.assets} assets in {len(data.jobs)} jobs over {len(data.campaign_sizes)} campaigns "
         f"(largest {max(data.campaign_sizes.values())}, smallest {min(data.campaign_sizes.values())}) "
         f"in {data.seconds:.1f} s")
@@ -622,8 +609,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=48)
     parser.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
     parser.add_argument("--no-html", action="store_true", help="time list_assets only, not the dashboard's HTML page")
-    parser.add_argument("--parent-index", action="store_true",
-                        help="add an index on assets (parent_asset_id), which the schema lacks, to measure the asset page with it")
     args = parser.parse_args(argv)
     try:
         if args.keep:
@@ -632,10 +617,10 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(f'CREATE DATABASE "{name}"')
             url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
             print(f"database kept: {url}")
-            run(url, args.assets, args.repeats, args.page_size, parent_index=args.parent_index, with_html=not args.no_html)
+            run(url, args.assets, args.repeats, args.page_size, with_html=not args.no_html)
         else:
             with postgres_database(POSTGRES_ADMIN_URL) as url:
-                run(url, args.assets, args.repeats, args.page_size, parent_index=args.parent_index, with_html=not args.no_html)
+                run(url, args.assets, args.repeats, args.page_size, with_html=not args.no_html)
     except BenchFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1

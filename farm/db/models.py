@@ -286,6 +286,8 @@ class Asset(Base):
         Index("ix_assets_model_id_id", "model_id", "id"),
         Index("ix_assets_channel_format_id", "channel_format", "id"),
         Index("ix_assets_approval_state_id", "approval_state", "id"),
+        # The asset page finds an asset's newer versions by their parent (migration 0005).
+        Index("ix_assets_parent_asset_id", "parent_asset_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
