@@ -291,7 +291,8 @@ def check_manifest(archive_path: Path, expected: dict[int, dict]) -> None:
         assert manifest["exported_by"] == "admin"
         assets = manifest["assets"]
         assert sorted(a["asset_id"] for a in assets) == sorted(expected)
-        assert sorted(archive.namelist()) == sorted([a["file"] for a in assets] + ["manifest.csv", "manifest.json"])
+        assert sorted(archive.namelist()) == sorted([a["file"] for a in assets]
+                                                    + ["manifest.csv", "manifest.json", "LICENSES.txt"])
         for entry in assets:
             want = expected[entry["asset_id"]]
             assert entry["file"] == f"images/{entry['asset_id']}_{FORMAT[0]}_{want['seed']}.png"

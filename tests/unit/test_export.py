@@ -85,7 +85,7 @@ def test_export_holds_the_approved_images_and_a_manifest_that_matches_the_databa
     expected_files = [f"images/{assets['first']}_instagram_square_11.png",
                       f"images/{assets['second']}_instagram_square_12.png",
                       f"images/{assets['version_2']}_64x64_99.png"]
-    assert archive.namelist() == expected_files + ["manifest.csv", "manifest.json"]
+    assert archive.namelist() == expected_files + ["manifest.csv", "manifest.json", "LICENSES.txt"]
     assert summary.files == expected_files
 
     manifest = json.loads(archive.read("manifest.json"))
@@ -133,7 +133,7 @@ def test_export_streams_to_an_unseekable_output(campaign):
         summary = export_campaign(session, ctx.storage, users["manager"], spring, out)
     archive = zipfile.ZipFile(io.BytesIO(out.getvalue()))
     assert archive.testzip() is None
-    assert len(archive.namelist()) == summary.assets + 2
+    assert len(archive.namelist()) == summary.assets + 3  # manifest.csv, manifest.json, LICENSES.txt
     assert len(out.chunks) > summary.assets  # written as it went, not in one piece at the end
 
 
