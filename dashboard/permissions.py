@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ops.view": frozenset({"admin", "ops"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin", "auditor"}),
+    "licenses.manage": frozenset({"admin"}),
+    "models.manage": frozenset({"admin"}),
 }
 
 # Not permissions, but the two other answers a route can give to "who may call this":

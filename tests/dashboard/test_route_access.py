@@ -59,6 +59,8 @@ EXPECTED_PERMISSIONS = {
     "ops.view": {"admin", "ops"},
     "users.manage": {"admin"},
     "audit.view": {"admin", "auditor"},
+    "licenses.manage": {"admin"},
+    "models.manage": {"admin"},
 }
 
 
