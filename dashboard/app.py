@@ -15,6 +15,7 @@ from flask import Flask
 
 from dashboard import assets, auth, exports, gallery, jobs, pages, review, users
 from dashboard import batches, campaigns, templates_pages
+from dashboard import audit, licenses, models_pages
 from dashboard.api import api
 from dashboard.api.openapi import undeclared_api_routes
 from dashboard.auth import required_permission
@@ -36,6 +37,9 @@ BLUEPRINTS = (
     assets.blueprint,
     review.blueprint,
     exports.blueprint,
+    licenses.blueprint,
+    models_pages.blueprint,
+    audit.blueprint,
     api,
 )
 
