@@ -1,7 +1,8 @@
 """Errors as pages for people and as JSON for the API (everything under /api/).
 
 JSON errors look like {"error": {"message": "...", "field": "..."}}: `field` is there when the
-error is about one input (farm.errors.InvalidInput), so a client can point at it.
+error is about one input (farm.errors.InvalidInput), so a client can point at it. A license
+policy refusal adds `model`, `license` and `rule`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from dashboard.helpers import is_api_request
 from farm.errors import InvalidInput, NotFound
+from farm.licenses.policy import PolicyRefused
 
 PAGE_MESSAGES = {
     401: "Please sign in.",
@@ -25,10 +27,11 @@ API_MESSAGES = {
 }
 
 
-def _json_error(status: int, message: str, field: str | None = None):
+def _json_error(status: int, message: str, field: str | None = None, **details: str):
     error = {"message": message}
     if field is not None:
         error["field"] = field
+    error.update(details)
     response = jsonify({"error": error})
     response.status_code = status
     if status == 401:
@@ -53,9 +56,17 @@ def _http_error(error: HTTPException):
     return _page_error(status, error.name, message)
 
 
+def _policy_details(error: InvalidInput) -> dict[str, str]:
+    """A license policy refusal also names the model, its license and the rule, apart."""
+    if isinstance(error, PolicyRefused):
+        refusal = error.decision.refusal
+        return {"model": refusal.model, "license": refusal.license, "rule": refusal.rule}
+    return {}
+
+
 def _invalid_input(error: InvalidInput):
     if is_api_request():
-        return _json_error(400, error.message, error.field)
+        return _json_error(400, error.message, error.field, **_policy_details(error))
     return _page_error(400, "Bad input", f"{error.field}: {error.message}")
 
 

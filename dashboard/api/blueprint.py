@@ -154,6 +154,10 @@ ERROR = api.schema("Error", {
         "properties": {
             "message": {"type": "string"},
             "field": {"type": "string", "description": "The input the error is about, e.g. `rows[2].product`."},
+            "model": {"type": "string", "description": "A license policy refusal: the model refused."},
+            "license": {"type": "string", "description": "A license policy refusal: the license whose terms refuse it."},
+            "rule": {"type": "string", "description": "A license policy refusal: the rule, e.g. "
+                                                      "`commercial_use_forbidden` (farm.licenses.policy.RULES)."},
         },
     }},
 })
