@@ -22,7 +22,7 @@ from dashboard.auth import current_user, has_permission, requires
 from dashboard.helpers import db_transaction
 from farm.audit.browse import EventFilters, list_events
 from farm.db.models import COMMERCIAL_USE
-from farm.errors import InvalidInput
+from farm.errors import InvalidInput, NotFound
 from farm.licenses.admin import create_license, list_licenses, show_license, update_license
 from farm.models.admin import list_models
 
@@ -102,6 +102,16 @@ def _values_of(info) -> dict[str, Any]:
             "reason": ""}
 
 
+def known_license(db, identifier: str):
+    """The license's info; NotFound (404) for an identifier no license has."""
+    try:
+        return show_license(db, identifier)
+    except InvalidInput as error:
+        if error.field != "license":
+            raise
+        raise NotFound("license", identifier) from None
+
+
 # -- pages ------------------------------------------------------------------------------------------
 
 @blueprint.get("/")
@@ -136,7 +146,7 @@ def create():
 @requires("campaigns.view")
 def view(identifier: str):
     with db_transaction() as db:
-        info = show_license(db, identifier)
+        info = known_license(db, identifier)
         models = list_models(db, license_identifier=info.identifier)
     return render_template("licenses/view.html", license=info, models=models, labels=COMMERCIAL_USE_LABELS,
                            can_manage=has_permission("licenses.manage"))
@@ -146,7 +156,7 @@ def view(identifier: str):
 @requires("licenses.manage")
 def edit(identifier: str):
     with db_transaction() as db:
-        info = show_license(db, identifier)
+        info = known_license(db, identifier)
     return _render_form(_values_of(info), license_=info)
 
 
@@ -155,13 +165,13 @@ def edit(identifier: str):
 def update(identifier: str):
     values = form_values()
     with db_transaction() as db:
-        before = show_license(db, identifier)  # unknown: the 400 page naming `license`
+        before = known_license(db, identifier)
     values["identifier"] = before.identifier
     try:
         fields = license_fields(values)
         with db_transaction() as db:
             after = update_license(db, current_user(), identifier, fields, reason=values["reason"].strip() or None)
-            flagged = _flagged_by_last_update(db, before, after)
+            flagged = flagged_by_last_update(db, before, after)
     except InvalidInput as error:
         return _render_form(values, license_=before, error=at_form_field(error, values), status=400)
     if after.updated_at == before.updated_at:
@@ -174,7 +184,7 @@ def update(identifier: str):
     return redirect(url_for("licenses.view", identifier=after.identifier))
 
 
-def _flagged_by_last_update(db, before, after) -> dict[str, int] | None:
+def flagged_by_last_update(db, before, after) -> dict[str, int] | None:
     """What the update just written did to models and assets, from its own audit event (the
     service reports it there); None when no term the policy reads changed."""
     if after.updated_at == before.updated_at:

@@ -3,7 +3,8 @@ auditor pages (event log, one event, chain verification, reports, export), and t
 models and audit API.
 
 Targets: a license of its own (LicenseRef-Access-Test), the tiny model (active), the first audit
-event. The forms change nothing: an empty license form, an empty model registration, a suspension
+event, a campaign for the campaign report (auditors and admins see every campaign). API bodies are sent as a form, so
+the roles allowed get 400 (a JSON body is required) and nothing changes. The forms change nothing: an empty license form, an empty model registration, a suspension
 without a reason, unsuspending an active model, a license change naming no license; each answers
 400 to the admin.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from farm.campaigns.service import create_campaign_as
 from farm.db.models import AuditEvent, RegisteredModel, User
 from farm.db.session import transaction
 from farm.licenses.admin import create_license
@@ -45,6 +47,26 @@ ROUTES = [
     Route("/audit/reports/licenses", "GET", "/audit/reports/licenses" + RANGE, "audit.view"),
     Route("/audit/reports/campaign", "GET", "/audit/reports/campaign", "audit.view"),
     Route("/audit/reports/refusals", "GET", "/audit/reports/refusals" + RANGE, "audit.view"),
+    Route("/api/v1/licenses", "GET", "/api/v1/licenses", "campaigns.view"),
+    Route("/api/v1/licenses", "POST", "/api/v1/licenses", "licenses.manage"),
+    Route("/api/v1/licenses/<identifier>", "GET", API_LICENSE, "campaigns.view"),
+    Route("/api/v1/licenses/<identifier>", "PATCH", API_LICENSE, "licenses.manage"),
+    Route("/api/v1/models", "GET", "/api/v1/models", "campaigns.view"),
+    Route("/api/v1/models", "POST", "/api/v1/models", "models.manage"),
+    Route("/api/v1/models/<int:model_id>", "GET", API_MODEL, "campaigns.view"),
+    Route("/api/v1/models/<int:model_id>/suspend", "POST", API_MODEL + "/suspend", "models.manage"),
+    Route("/api/v1/models/<int:model_id>/unsuspend", "POST", API_MODEL + "/unsuspend", "models.manage"),
+    Route("/api/v1/models/<int:model_id>/license", "POST", API_MODEL + "/license", "models.manage"),
+    Route("/api/v1/audit/events", "GET", "/api/v1/audit/events", "audit.view"),
+    Route("/api/v1/audit/events/<int:event_id>", "GET", "/api/v1/audit/events/{compliance_event_id}", "audit.view"),
+    Route("/api/v1/audit/verify", "GET", "/api/v1/audit/verify", "audit.view"),
+    Route("/api/v1/audit/reports/models", "GET", "/api/v1/audit/reports/models" + RANGE, "audit.view"),
+    Route("/api/v1/audit/reports/licenses", "GET", "/api/v1/audit/reports/licenses" + RANGE, "audit.view"),
+    Route("/api/v1/audit/reports/campaigns/<int:campaign_id>", "GET",
+          "/api/v1/audit/reports/campaigns/{compliance_campaign_id}" + RANGE, "audit.view"),
+    Route("/api/v1/audit/reports/refusals", "GET", "/api/v1/audit/reports/refusals" + RANGE, "audit.view"),
+    Route("/api/v1/audit/export.csv", "GET", "/api/v1/audit/export.csv" + RANGE, "audit.view"),
+    Route("/api/v1/audit/export.json", "GET", "/api/v1/audit/export.json" + RANGE, "audit.view"),
 ]
 
 
@@ -55,5 +77,7 @@ def targets(farm, role_users) -> dict:
                                         "commercial_use": "allowed"})
         model_id = session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == "tiny-sd"))
         event_id = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id).limit(1))
+        campaign_id = create_campaign_as(session, role_users["campaign_manager"], name="Compliance access",
+                                         brand="Acme").id
     return {"compliance_license": "LicenseRef-Access-Test", "compliance_model_id": model_id,
-            "compliance_event_id": event_id}
+            "compliance_event_id": event_id, "compliance_campaign_id": campaign_id}
