@@ -147,6 +147,14 @@ ASSET_DETAIL = api.schema("AssetDetail", {
         "versions": {"type": "array", "items": VERSION, "description": "The lineage, by version."},
         "image_url": {"type": "string"},
         "thumbnail_url": {"type": "string"},
+        "license_chain": {"type": ["array", "null"], "items": {"type": "object"},
+                          "description": "Every model of its chain under the license it was rendered under "
+                                         "({model, kind, sha256, license, via, attribution, use_restrictions, ...}); "
+                                         "null for assets made before chains were kept."},
+        "needs_rereview": {"type": "boolean",
+                           "description": "A model of its chain was suspended or changed license since; exports "
+                                          "leave it out until a reviewer decides again."},
+        "rereview_reason": {"type": ["string", "null"]},
     },
 })
 
@@ -253,6 +261,8 @@ def detail_json(detail: AssetDetail) -> dict[str, Any]:
                       "prompt": v.prompt, "width": v.width, "height": v.height, "is_requested": v.is_requested}
                      for v in detail.versions],
         **_urls(detail.asset_id),
+        "license_chain": jsonable(detail.license_chain), "needs_rereview": detail.needs_rereview,
+        "rereview_reason": detail.rereview_reason,
     }
 
 

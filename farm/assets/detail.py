@@ -72,6 +72,11 @@ class AssetDetail:
     provenance: Provenance
     reviews: list[ReviewRecord]  # oldest first
     versions: list[VersionEntry]  # the lineage, by version
+    # Every model of the chain under the license it was rendered under, with the attribution and
+    # restrictions to pass on (assets.license_chain; None for assets made before chains were kept).
+    license_chain: list[dict[str, Any]] | None = None
+    needs_rereview: bool = False
+    rereview_reason: str | None = None
 
 
 def asset_detail(session: Session, user: User, asset_id: int) -> AssetDetail:
@@ -109,4 +114,6 @@ def asset_detail(session: Session, user: User, asset_id: int) -> AssetDetail:
         parent_asset_id=asset.parent_asset_id, created_at=asset.created_at, kind=render.kind,
         params=dict(render.params), provenance=provenance,
         reviews=reviews_of(session, [asset.id])[asset.id], versions=lineage(session, asset),
+        license_chain=list(asset.license_chain) if asset.license_chain else None,
+        needs_rereview=asset.needs_rereview, rereview_reason=asset.rereview_reason,
     )

@@ -92,6 +92,8 @@ class GalleryItem:
     seed: int | None
     caption: str  # the prompt, cut to CAPTION_LENGTH characters
     created_at: datetime
+    # A model of its chain was suspended or changed license since it was made (farm.models.admin).
+    needs_rereview: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def gallery_query(filters: GalleryFilters, before: int | None, limit: int, *,
                Asset.approval_state, Asset.version, Asset.parent_asset_id, Asset.campaign_id, Asset.job_id,
                # The seed as JSON, not cast to an integer: seeds go up to 2**32 - 1, past Postgres' INTEGER.
                Asset.model_id, RegisteredModel.name, Asset.channel_format, Render.params["seed"],
-               Render.params["prompt"].as_string(), Asset.created_at)
+               Render.params["prompt"].as_string(), Asset.created_at, Asset.needs_rereview)
         .join(Render, Render.id == Asset.render_id)
         .join(RegisteredModel, RegisteredModel.id == Asset.model_id)
         .where(Asset.id.in_(ids))
@@ -198,6 +200,7 @@ def list_assets(session: Session, user: User, filters: GalleryFilters | None = N
         asset_id=r[0], thumbnail_key=r[1], storage_key=r[2], width=r[3], height=r[4], format=r[5],
         approval_state=r[6], version=r[7], parent_asset_id=r[8], campaign_id=r[9], job_id=r[10], model_id=r[11],
         model_name=r[12], channel_format=r[13], seed=r[14], caption=_caption(r[15]), created_at=r[16],
+        needs_rereview=bool(r[17]),
     ) for r in rows[:limit]]
     has_more = len(rows) > limit
     return GalleryPage(items=items, has_more=has_more, next_cursor=items[-1].asset_id if has_more else None,
