@@ -44,6 +44,8 @@ def zip_response(spool: IO[bytes], summary: ExportSummary) -> Response:
                          max_age=0)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Export-Assets"] = str(summary.assets)
+    # Approved assets left out, flagged for re-review (manifest.json's `withheld` says which and why).
+    response.headers["X-Export-Withheld"] = str(len(summary.withheld))
     return response
 
 

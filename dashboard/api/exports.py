@@ -14,8 +14,11 @@ from farm.exports.campaign_zip import MANIFEST_COLUMNS, ExportFailed
                permission="exports.create", response={"type": "string", "format": "binary"},
                content_type="application/zip", tags=("exports",),
                description="A ZIP of the approved images under images/ with manifest.csv and manifest.json "
-                           f"({', '.join(MANIFEST_COLUMNS)}). 400 (field `campaign`) when nothing is approved. "
-                           "Audited as campaign.exported.")
+                           f"({', '.join(MANIFEST_COLUMNS)}) and LICENSES.txt (each license once: its models, the "
+                           "attributions to show, the use restrictions to pass on). Approved assets flagged for "
+                           "re-review are left out, listed in manifest.json's `withheld` with the reason "
+                           "(header X-Export-Withheld counts them). 400 (field `campaign`) when nothing is "
+                           "approved, or every approved asset is flagged. Audited as campaign.exported.")
 def export_campaign_zip(campaign_id: int):
     try:
         spool, summary = write_export(current_user(), campaign_id)
