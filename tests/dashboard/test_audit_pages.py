@@ -203,3 +203,23 @@ def test_verify_says_the_chain_checks_out_and_then_names_the_first_edited_event(
 
     bad = client.get("/audit/verify?anchor=not-an-anchor")
     assert bad.status_code == 400 and "is not ID:SHA256" in field_error(bad.text, "anchor")
+
+
+# -- on PostgreSQL: the action list's recursive index walk, prefix filters, paging, verify, export -------
+
+def test_the_audit_pages_on_postgres(postgres_app):
+    client = postgres_app.test_client()
+    login_as(client, "auditor")
+    page = client.get("/audit/?action=license.*")
+    assert page.status_code == 200
+    ids = event_ids(page.text)
+    assert len(ids) == 7 and ids == sorted(ids, reverse=True)  # the seeded licenses
+    for action in ("license.created", "model.registered", "user.created", "user.login"):
+        assert f'<option value="{action}">' in page.text
+    assert not event_ids(client.get("/audit/?action=license_*").text)  # '_' is no wildcard
+    older = client.get(f"/audit/?action=license.*&before={ids[2]}")
+    assert event_ids(older.text) == ids[3:]
+    verdict = client.get("/audit/verify").text
+    assert "The chain checks out." in verdict
+    document = client.get(f"/audit/export?from={TODAY}&to={TODAY}&format=json").json
+    assert [e["id"] for e in document["events"]][:7] == sorted(ids)
