@@ -345,3 +345,21 @@ def test_the_export_zip_carries_license_chains_attributions_and_leaves_flagged_a
     assert f"  - asset {left_out[0]}: model '{flagged}' was suspended: recall" in notice
     header = archive.read("manifest.csv").decode().splitlines()[0]
     assert header.endswith("license_chain,licenses,attributions,use_restrictions")
+
+
+def test_a_lora_carrying_non_commercial_base_terms_is_refused_through_the_jobs_api(world):
+    from tests.unit.compliance_world import register, weights
+
+    _, base = world.checkpoint(license_identifier=NON_COMMERCIAL)
+    register(world.farm, world.users["admin"], name=f"lora-on-{base}", kind="lora", license_identifier="Apache-2.0",
+             base_model_name=base, path=weights(world.farm.settings.models_dir / "loras" / f"on-{base}.safetensors", 3))
+    body = _batch(world, world.campaign_id, TINY_MODEL_NAME)
+    body["params"]["loras"] = [{"name": f"lora-on-{base}", "weight": 0.7}]
+    jobs_before = count(world, Job.id)
+    response = world.app.test_client().post("/api/v1/jobs", headers=world.api("campaign_manager"), json=body)
+    assert response.status_code == 400, response.json
+    error = response.json["error"]
+    assert (error["field"], error["model"], error["license"], error["rule"]) == (
+        "loras[0].name", base, NON_COMMERCIAL, "commercial_use_forbidden")
+    assert count(world, Job.id) == jobs_before
+    assert refusals(world)[-1].after["model"] == base
