@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from contextlib import suppress
-from time import monotonic
+from time import monotonic_ns
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
@@ -24,13 +24,15 @@ from kombu.utils.json import dumps
 
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIX = ".part"  # a message being written: "<ms>_<uuid>.<queue>.msg.part", never consumed
+PARTIAL_SUFFIX = ".part"  # a message being written: "<ns>_<uuid>.<queue>.msg.part", never consumed
 
 
 class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
-        # The name kombu gives a message (its consumers sort by the millisecond prefix).
-        final = os.path.join(self.data_folder_out, f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg")
+        # kombu's consumers take messages in the order of their names. kombu names a message by
+        # the millisecond, so two sent within one millisecond came out in random order; this
+        # prefix is in nanoseconds, zero-padded so that names sort as numbers do.
+        final = os.path.join(self.data_folder_out, f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg")
         partial = final + PARTIAL_SUFFIX
         try:
             with open(partial, "wb") as file:

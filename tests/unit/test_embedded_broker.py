@@ -53,8 +53,9 @@ def test_a_message_file_appears_under_its_queue_name_only_once_written(channel, 
 
 
 def test_a_consumer_drops_a_file_that_is_not_a_message_and_goes_on(channel, caplog):
-    (channel.folder / "1_half-written.sd1.msg").write_bytes(b"")
-    (channel.folder / "2_garbled.sd1.msg").write_bytes(b'{"body": ')
+    # Named to sort before any message the channel writes, so the consumer meets them first.
+    (channel.folder / f"{1:020d}_half-written.sd1.msg").write_bytes(b"")
+    (channel.folder / f"{2:020d}_garbled.sd1.msg").write_bytes(b'{"body": ')
     channel._put("sd1", {"body": "render 9"})
     with caplog.at_level(logging.ERROR, logger="farm.queue.embedded_broker"):
         assert channel._get("sd1")["body"] == "render 9"
