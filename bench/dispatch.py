@@ -68,6 +68,7 @@ from farm.jobs.dispatch import DIRECT_PROMPT_TEMPLATE, enqueue_job, submit_promp
 from farm.jobs.service import JobRequest, submit_job  # noqa: E402
 from farm.settings import load_settings  # noqa: E402
 from farm.templates.service import get_or_create_template  # noqa: E402
+from tests.fixtures.databases import scratch_database  # noqa: E402
 from tests.fixtures.processes import farm_environ, run_farm  # noqa: E402
 from tests.fixtures.s3 import S3ServerError, running_s3_server  # noqa: E402
 
@@ -122,18 +123,6 @@ def noop_round_trip(app: Celery) -> float:
 
 
 # -- services and processes -------------------------------------------------------------------
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"farm_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @contextmanager
 def redis_database(url: str) -> Iterator[str]:
@@ -415,7 +404,7 @@ def run(args: argparse.Namespace) -> None:
     failed_logs: list[Path] = []
     try:
         with ExitStack() as stack:
-            database_url = stack.enter_context(postgres_database(args.postgres_url))
+            database_url = stack.enter_context(scratch_database(args.postgres_url, "farm_bench"))
             broker_url = stack.enter_context(redis_database(f"{args.redis_url.rstrip('/')}/{args.redis_db}"))
             s3 = stack.enter_context(running_s3_server(work / "seaweedfs"))
             bucket = f"bench-{uuid.uuid4().hex[:16]}"

@@ -42,7 +42,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -58,6 +57,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import event, select, text  # noqa: E402
 
 from farm.assets.detail import asset_detail  # noqa: E402
+from tests.fixtures.databases import scratch_database  # noqa: E402
 from farm.assets.gallery import GalleryFilters, list_assets  # noqa: E402
 from farm.db import migrate  # noqa: E402
 from farm.db.base import Base  # noqa: E402
@@ -88,19 +88,6 @@ READ_BUDGET = 20
 
 class BenchFailed(Exception):
     """A plan or a figure is not what the gallery needs; the message says what."""
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database for the run, dropped afterwards (as bench/dispatch.py makes its own)."""
-    name = f"farm_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- the data set --------------------------------------------------------------------------------
@@ -611,16 +598,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="time list_assets only, not the dashboard's HTML page")
     args = parser.parse_args(argv)
     try:
-        if args.keep:
-            name = f"farm_bench_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-            print(f"database kept: {url}")
+        with scratch_database(POSTGRES_ADMIN_URL, "farm_bench", keep=args.keep) as url:
+            if args.keep:
+                print(f"database kept: {url}")
             run(url, args.assets, args.repeats, args.page_size, with_html=not args.no_html)
-        else:
-            with postgres_database(POSTGRES_ADMIN_URL) as url:
-                run(url, args.assets, args.repeats, args.page_size, with_html=not args.no_html)
     except BenchFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
