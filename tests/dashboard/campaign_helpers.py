@@ -8,6 +8,7 @@ import html
 import re
 import uuid
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
@@ -17,11 +18,28 @@ from farm.campaigns.service import add_member, create_campaign_as
 from farm.context import FarmContext
 from farm.db.session import transaction
 from farm.templates.service import create_campaign_template
-from tests.dashboard.conftest import csrf_token
+from tests.dashboard.conftest import csrf_token, make_app
 
 FAST = {"steps": 2, "width": 64, "height": 64}  # the tiny model, quickly
 _SUBMISSION_KEY = re.compile(r'name="submission_key" value="([^"]+)"')
 
+
+
+# Fixtures the campaign, template and batch test modules share (imported there by name):
+# one app over one farm per module; each test makes its own users and campaigns.
+@pytest.fixture(scope="module")
+def shared_app(module_farm):
+    return make_app(module_farm)
+
+
+@pytest.fixture
+def client(shared_app):
+    return shared_app.test_client()
+
+
+@pytest.fixture
+def farm(module_farm):
+    return module_farm
 
 def unique(prefix: str) -> str:
     return f"{prefix} {uuid.uuid4().hex[:8]}"

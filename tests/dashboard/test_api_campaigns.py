@@ -10,22 +10,8 @@ from sqlalchemy import select
 from farm.db.models import Campaign, Job, PromptTemplate, Render, TemplateVersion
 from farm.db.session import transaction
 from tests.dashboard.campaign_helpers import count, make_campaign, make_template, token_for, unique
-from tests.dashboard.conftest import add_user, make_app
-
-
-@pytest.fixture(scope="module")
-def shared_app(module_farm):
-    return make_app(module_farm)
-
-
-@pytest.fixture
-def client(shared_app):
-    return shared_app.test_client()
-
-
-@pytest.fixture
-def farm(module_farm):
-    return module_farm
+from tests.dashboard.campaign_helpers import client, farm, shared_app  # noqa: F401 (fixtures)
+from tests.dashboard.conftest import add_user
 
 
 @pytest.fixture

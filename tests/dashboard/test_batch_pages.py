@@ -21,22 +21,8 @@ from farm.settings import load_settings
 from tests.dashboard.campaign_helpers import (
     Forms, count, field_error, input_value, make_campaign, make_template, submission_key, unique,
 )
+from tests.dashboard.campaign_helpers import client, farm, shared_app  # noqa: F401 (fixtures)
 from tests.dashboard.conftest import add_user, login_as, make_app
-
-
-@pytest.fixture(scope="module")
-def shared_app(module_farm):
-    return make_app(module_farm)
-
-
-@pytest.fixture
-def client(shared_app):
-    return shared_app.test_client()
-
-
-@pytest.fixture
-def farm(module_farm):
-    return module_farm
 
 
 @pytest.fixture

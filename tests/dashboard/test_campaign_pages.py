@@ -16,23 +16,8 @@ from farm.jobs.batch import BatchRequest, submit_batch
 from tests.dashboard.campaign_helpers import (
     Forms, count, field_error, input_value, make_campaign, make_template, unique,
 )
-from tests.dashboard.conftest import add_user, login_as, make_app
-
-
-@pytest.fixture(scope="module")
-def shared_app(module_farm):
-    """One app over one farm for the module: each test makes its own users and campaigns."""
-    return make_app(module_farm)
-
-
-@pytest.fixture
-def client(shared_app):
-    return shared_app.test_client()
-
-
-@pytest.fixture
-def farm(module_farm):
-    return module_farm
+from tests.dashboard.campaign_helpers import client, farm, shared_app  # noqa: F401 (fixtures)
+from tests.dashboard.conftest import add_user, login_as
 
 
 def _campaign(farm, campaign_id: int) -> Campaign:
