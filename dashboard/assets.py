@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from werkzeug.routing import BuildError
 
 from dashboard.auth import current_user, requires
-from dashboard.helpers import current_farm, db_transaction
+from dashboard.helpers import current_farm, db_transaction, optional_url
 from farm.assets.detail import asset_detail
 from farm.assets.versions import HIDDEN_PARAMS, PARAM_ORDER
 from farm.assets.versions import compare as compare_assets
@@ -28,21 +27,11 @@ MAX_SUBMISSION_KEY = 64
 
 def job_url(job_id: int) -> str:
     """The job's page once the jobs pages exist (jobs.view), else the gallery of its assets."""
-    if "jobs.view" in current_app.view_functions:
-        try:
-            return url_for("jobs.view", job_id=job_id)
-        except BuildError:
-            pass
-    return url_for("gallery.index", job_id=job_id)
+    return optional_url("jobs.view", job_id=job_id) or url_for("gallery.index", job_id=job_id)
 
 
 def campaign_url(campaign_id: int) -> str:
-    if "campaigns.view" in current_app.view_functions:
-        try:
-            return url_for("campaigns.view", campaign_id=campaign_id)
-        except BuildError:
-            pass
-    return url_for("gallery.index", campaign_id=campaign_id)
+    return optional_url("campaigns.view", campaign_id=campaign_id) or url_for("gallery.index", campaign_id=campaign_id)
 
 
 def rerender_defaults(params: Mapping[str, Any]) -> dict[str, str]:

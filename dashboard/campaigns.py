@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from werkzeug.routing import BuildError
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from dashboard.auth import current_user, has_permission, requires
-from dashboard.helpers import db_transaction
+from dashboard.helpers import db_transaction, optional_url
 from farm.campaigns.formats import load_channel_formats
 from farm.campaigns.overview import active_checkpoints, campaign_counts, member_candidates, recent_jobs, user_names
 from farm.campaigns.service import (
@@ -28,16 +27,6 @@ blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
 
 # -- helpers the template and batch pages share ---------------------------------------------------
-
-def optional_url(endpoint: str, **values: Any) -> str | None:
-    """The URL of `endpoint`, or None if this app has no such page (yet)."""
-    if endpoint not in current_app.view_functions:
-        return None
-    try:
-        return url_for(endpoint, **values)
-    except BuildError:
-        return None
-
 
 def job_url(job_id: int) -> str | None:
     return optional_url("jobs.view", job_id=job_id)

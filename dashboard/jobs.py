@@ -27,10 +27,9 @@ from typing import Any, Iterator
 from flask import (
     Blueprint, Response, current_app, flash, redirect, render_template, request, stream_with_context, url_for,
 )
-from werkzeug.routing import BuildError
 
 from dashboard.auth import current_user, requires
-from dashboard.helpers import current_farm, db_transaction
+from dashboard.helpers import current_farm, db_transaction, optional_url
 from farm.campaigns.service import list_campaigns
 from farm.db.models import JOB_STATUSES, RENDER_STATES
 from farm.errors import InvalidInput
@@ -78,16 +77,6 @@ def percent_text(value: float) -> str:
     """42.5 -> "42.5", 100.0 -> "100" (as static/jobs.js writes aria-valuenow)."""
     value = round(float(value), 1)
     return str(int(value)) if value.is_integer() else str(value)
-
-
-def optional_url(endpoint: str, **values: Any) -> str | None:
-    """url_for, or None when the app has no such endpoint (pages another area may not have yet)."""
-    if endpoint not in current_app.view_functions:
-        return None
-    try:
-        return url_for(endpoint, **values)
-    except BuildError:
-        return None
 
 
 def _settings():
