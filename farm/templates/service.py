@@ -181,11 +181,11 @@ def create_template(
                        default_params=default_params, created_by=created_by)
 
 
-def _checked_version_fields(session, body, negative_body, variables, default_params):
+def _checked_texts(body, negative_body, variables) -> tuple[str, list[str]]:
+    """The negative text ("" if none) and the declared variables, once both texts are valid."""
     if not isinstance(body, str) or not body.strip():
         raise InvalidInput("body", "is required")
-    if negative_body is None:
-        negative_body = ""
+    negative_body = "" if negative_body is None else negative_body
     if variables is None:
         # Not declared (the CLI's direct prompt, older callers): declare what the texts use.
         declared = sorted(template_variables(body, "body") | template_variables(negative_body, "negative_body"))
@@ -193,6 +193,11 @@ def _checked_version_fields(session, body, negative_body, variables, default_par
         declared = check_variable_names(variables)
     check_template_text(body, declared, "body")
     check_template_text(negative_body, declared, "negative_body")
+    return negative_body, declared
+
+
+def _checked_version_fields(session, body, negative_body, variables, default_params):
+    negative_body, declared = _checked_texts(body, negative_body, variables)
     return negative_body, declared, check_default_params(session, default_params)
 
 
@@ -471,14 +476,6 @@ def preview(
             raise InvalidInput("template_version_id", "belongs to another campaign")
         expander = RowExpander.for_version(version, campaign)
     else:
-        if not isinstance(body, str) or not body.strip():
-            raise InvalidInput("body", "is required")
-        negative_body = negative_body or ""
-        if variables is None:
-            declared = sorted(template_variables(body, "body") | template_variables(negative_body, "negative_body"))
-        else:
-            declared = check_variable_names(variables)
-        check_template_text(body, declared, "body")
-        check_template_text(negative_body, declared, "negative_body")
+        negative_body, declared = _checked_texts(body, negative_body, variables)
         expander = RowExpander(body, negative_body, declared, campaign)
     return expander.preview(rows)
